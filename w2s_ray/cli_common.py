@@ -1,0 +1,62 @@
+"""Argument groups shared by the run and search command lines."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from w2s_ray.config import SplitSizes
+from w2s_ray.errors import UserError
+
+
+def key_values(pairs: list[str] | None, what: str) -> dict[str, object]:
+    """Parse ``k=v`` options; numbers become floats/ints, ``a,b`` stays a string."""
+    out: dict[str, object] = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise UserError(f"{what} must look like key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _number(value.strip())
+    return out
+
+
+def _number(text: str) -> object:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--task", required=True, help="registered task name (see --list-tasks)")
+    g.add_argument("--data-dir", default=os.environ.get("W2S_DATA_DIR"),
+                   help="local data dir laid out like shared/data (default: $W2S_DATA_DIR, else the HF hub)")
+    g.add_argument("--task-option", action="append", metavar="K=V", help="task option, e.g. source=qa_feedback")
+    g.add_argument("--n-a", type=int, default=None, help="rows in split A (weak model's GT)")
+    g.add_argument("--n-b", type=int, default=None, help="rows in split B (student's weak labels / ceiling's GT)")
+    g.add_argument("--n-val", type=int, default=None, help="rows in the validation split")
+    g.add_argument("--n-test", type=int, default=None, help="rows in the held-out test split")
+    g.add_argument("--balance", action="store_true", help="balance classes within each split")
+    g.add_argument("--val-labels", type=int, default=None,
+                   help="cap on GT validation labels used for selection (few-labels setting)")
+    g.add_argument("--cache-dir", default=os.environ.get("W2S_CACHE_DIR", "w2s_cache"),
+                   help="stage cache (local dir or s3://, gs://)")
+
+
+def split_sizes(args: argparse.Namespace, default: SplitSizes) -> SplitSizes:
+    return SplitSizes(
+        a=args.n_a if args.n_a is not None else default.a,
+        b=args.n_b if args.n_b is not None else default.b,
+        val=args.n_val if args.n_val is not None else default.val,
+        test=args.n_test if args.n_test is not None else default.test,
+    )
+
+
+def positive(name: str, value: float | int | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")

@@ -1,0 +1,68 @@
+"""A task's splits, ready for training: inputs, ids and GT labels per split."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from w2s_ray.config import DataConfig
+from w2s_ray.train.data import inputs_from_rows
+
+SPLITS = ("a", "b", "val", "test")
+
+
+@dataclass
+class Split:
+    """One split: model inputs, stable ids and ground-truth labels."""
+
+    ids: list[str]
+    inputs: list
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def job_view(self, with_labels: bool = True) -> dict:
+        return {"inputs": self.inputs, "ids": self.ids,
+                "labels": self.labels.astype(float).tolist() if with_labels else None}
+
+
+@dataclass
+class PreparedData:
+    """All splits of one task, plus a content fingerprint used in stage keys."""
+
+    task: str
+    kind: str
+    label_meaning: str
+    splits: dict[str, Split]
+    fingerprint: str
+
+
+def _fingerprint(splits: dict[str, Split]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        split = splits[name]
+        digest.update(name.encode())
+        for row_id, inp, label in zip(split.ids, split.inputs, split.labels):
+            digest.update(f"{row_id}\x1f{inp}\x1f{float(label)}\x1e".encode())
+    return digest.hexdigest()[:24]
+
+
+def prepare_data(cfg: DataConfig) -> PreparedData:
+    """Load a task and carve its seeded, disjoint, deduplicated splits."""
+    from w2s_ray.tasks import get_task, load_task, make_splits
+
+    task = get_task(cfg.task)
+    ds = load_task(cfg.task, cfg.data_dir, dict(cfg.task_options))
+    raw = make_splits(ds, cfg.sizes, cfg.seed, balance=cfg.balance)
+    splits = {
+        name: Split(
+            ids=[str(x) for x in part["id"]],
+            inputs=inputs_from_rows(part.to_dict(), task.kind),
+            labels=np.asarray(part["label"], dtype=np.float64),
+        )
+        for name, part in raw.items()
+    }
+    return PreparedData(cfg.task, task.kind, task.label_meaning, splits, _fingerprint(splits))

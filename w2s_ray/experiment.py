@@ -1,0 +1,111 @@
+"""One weak-to-strong experiment end to end, on any executor: the run CLI and tests use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from w2s_ray.cache import StageCache
+from w2s_ray.config import DataConfig, TrainConfig, to_dict
+from w2s_ray.data import PreparedData, prepare_data
+from w2s_ray.errors import UserError
+from w2s_ray.results import compare
+from w2s_ray.stages import Pipeline, WeakLabelPolicy
+from w2s_ray.train.executor import Executor, LocalExecutor
+
+
+@dataclass
+class ExperimentSpec:
+    """Everything one weak → (bootstrap) → student / ceiling experiment needs."""
+
+    data: DataConfig
+    weak: str
+    strong: str
+    weak_cfg: TrainConfig
+    ceiling_cfg: TrainConfig
+    student_cfg: TrainConfig
+    bootstrap: list[str] = field(default_factory=list)
+    policy: WeakLabelPolicy = field(default_factory=WeakLabelPolicy)
+    ood_tasks: list[str] = field(default_factory=list)
+    val_labels: int | None = None
+    min_gap: float = 0.02
+
+
+def validate_spec(spec: ExperimentSpec) -> None:
+    """Every check that can fail cheaply, before any training starts."""
+    from w2s_ray.losses import get_loss
+    from w2s_ray.models import model_size, validate_model_spec
+    from w2s_ray.tasks import get_task
+
+    task = get_task(spec.data.task)
+    for cfg in (spec.weak_cfg, spec.ceiling_cfg, spec.student_cfg):
+        get_loss(cfg.loss, task.kind)
+        if cfg.lr <= 0 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.max_length < 2:
+            raise UserError(f"invalid training numbers: lr={cfg.lr} epochs={cfg.epochs} "
+                            f"batch_size={cfg.batch_size} max_length={cfg.max_length}")
+    for size_name, value in to_dict(spec.data.sizes).items():
+        if value < 1:
+            raise UserError(f"split size {size_name} must be >= 1, got {value}")
+    if spec.policy.transform not in ("soft", "hard"):
+        raise UserError(f"unknown weak_label_transform {spec.policy.transform!r}; available: hard, soft")
+    if not 0 <= spec.policy.filter_min_conf < 1:
+        raise UserError(f"filter_min_conf must be in [0, 1), got {spec.policy.filter_min_conf}")
+    ladder = [spec.weak, *spec.bootstrap, spec.strong]
+    for model in ladder:
+        validate_model_spec(model)
+    sizes = [model_size(m) for m in ladder]
+    for (small, a), (big, b) in zip(zip(ladder, sizes), zip(ladder[1:], sizes[1:])):
+        if b < a:
+            raise UserError(f"inconsistent model ladder: {big} ({b:,} params) is smaller than {small} ({a:,} params)")
+    for ood in spec.ood_tasks:
+        other = get_task(ood)
+        if other.kind != task.kind or other.label_meaning != task.label_meaning:
+            raise UserError(f"--ood-task {ood} does not share {task.name}'s label meaning "
+                            f"({other.label_meaning!r} vs {task.label_meaning!r})")
+
+
+def run_experiment(spec: ExperimentSpec, cache: StageCache, executor: Executor | None = None,
+                   data: PreparedData | None = None) -> dict[str, Any]:
+    """Weak, ceiling, optional bootstrap chain and student; returns the metrics report."""
+    executor = executor or LocalExecutor()
+    data = data or prepare_data(spec.data)
+    pipe = Pipeline(data, cache, executor, val_labels=spec.val_labels)
+    weak = pipe.weak(spec.weak, spec.weak_cfg)
+    ceiling = pipe.ceiling(spec.strong, spec.ceiling_cfg)
+    links = pipe.bootstrap(spec.bootstrap, spec.student_cfg, weak, spec.policy) if spec.bootstrap else []
+    source = links[-1] if links else weak
+    student = pipe.student(spec.strong, spec.student_cfg, source, spec.policy, weak=weak)
+    report: dict[str, Any] = {
+        "task": spec.data.task, "seed": spec.data.seed, "weak_model": spec.weak, "strong_model": spec.strong,
+        "bootstrap": spec.bootstrap, "loss": spec.student_cfg.loss, "loss_params": dict(spec.student_cfg.loss_params),
+        "student_cfg": to_dict(spec.student_cfg), "weak_cfg": to_dict(spec.weak_cfg),
+        "ceiling_cfg": to_dict(spec.ceiling_cfg), "policy": to_dict(spec.policy),
+        "sizes": to_dict(spec.data.sizes), "data_fingerprint": data.fingerprint,
+        "stages": {"weak": weak.key, "ceiling": ceiling.key, "student": student.key,
+                   **{f"bootstrap_{i}": l.key for i, l in enumerate(links, start=1)}},
+        "val": compare(data, weak, student, ceiling, "val", spec.val_labels, spec.min_gap),
+        "test": compare(data, weak, student, ceiling, "test", None, spec.min_gap),
+        "ood": {},
+    }
+    for ood in spec.ood_tasks:
+        report["ood"][ood] = evaluate_ood(spec, ood, cache, executor, {"weak": weak, "ceiling": ceiling, "student": student})
+    return report
+
+
+def evaluate_ood(spec: ExperimentSpec, ood_task: str, cache: StageCache, executor: Executor,
+                 stages: dict) -> dict[str, Any]:
+    """Accuracy and PGR of the trained weak, student and ceiling on another task's test split."""
+    from w2s_ray.evaluate import predict_stage
+    from w2s_ray.metrics import accuracy, pgr
+
+    ood_data = prepare_data(replace(spec.data, task=ood_task, task_options={}))
+    split = ood_data.splits["test"]
+    accs = {}
+    for name, stage in stages.items():
+        probs = predict_stage(stage, split, ood_data.kind, cache, tag=f"{ood_task}:{ood_data.fingerprint}")
+        accs[f"{name}_acc"] = accuracy(probs, split.labels)
+    gain = pgr(accs["weak_acc"], accs["student_acc"], accs["ceiling_acc"], min_gap=spec.min_gap)
+    return {**accs, "pgr": gain.value, "pgr_defined": gain.value is not None, "pgr_reason": gain.reason,
+            "n": len(split)}

@@ -1,0 +1,40 @@
+"""Weak / student / ceiling comparison: accuracies, PGR, agreement and misfit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from w2s_ray.data import PreparedData
+from w2s_ray.metrics import accuracy, agreement, misfit, pgr
+from w2s_ray.stages import StageResult, labelled_val
+
+
+def compare(data: PreparedData, weak: StageResult, student: StageResult, ceiling: StageResult,
+            split: str = "val", val_labels: int | None = None, min_gap: float = 0.02) -> dict[str, Any]:
+    """Metrics on one split. On ``val`` only the first ``val_labels`` GT labels are used."""
+    labels = data.splits[split].labels.astype(np.float64)
+    if split == "val":
+        labels = labelled_val(labels, val_labels)
+    known = ~np.isnan(labels)
+    w, s, c = weak.probs(split), student.probs(split), ceiling.probs(split)
+    accs = {name: accuracy(p[known], labels[known]) for name, p in (("weak", w), ("student", s), ("ceiling", c))}
+    gain = pgr(accs["weak"], accs["student"], accs["ceiling"], min_gap=min_gap)
+    fit = misfit(s, w)
+    return {
+        "split": split,
+        "n_labels": int(known.sum()),
+        "weak_acc": accs["weak"],
+        "student_acc": accs["student"],
+        "ceiling_acc": accs["ceiling"],
+        "pgr": gain.value,
+        "pgr_defined": gain.value is not None,
+        "pgr_reason": gain.reason,
+        "gap": gain.gap,
+        "student_acc_vs_weak": accuracy(s, w),  # val accuracy against weak labels
+        "student_weak_agreement": agreement(s, w),
+        "misfit_kl": fit.mean_kl,
+        "misfit_disagreement": fit.disagreement,
+    }
+

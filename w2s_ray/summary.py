@@ -1,0 +1,60 @@
+"""Tables of weak / student / ceiling results across seeds (plain text that is also markdown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+METRICS = ("weak_acc", "student_acc", "ceiling_acc", "student_weak_agreement", "misfit_kl")
+
+
+def mean_std(values: list[float]) -> dict[str, float | int]:
+    arr = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=float)
+    if len(arr) == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": int(len(arr))}
+
+
+def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over seeds per split; PGR over the seeds where it is defined, with reasons."""
+    out: dict[str, Any] = {}
+    splits = ["val", "test"] + [f"ood:{k}" for k in (runs[0].get("ood") or {})] if runs else []
+    for split in splits:
+        rows = [r["ood"][split[4:]] if split.startswith("ood:") else r[split] for r in runs]
+        entry = {m: mean_std([row.get(m) for row in rows]) for m in METRICS if m in rows[0]}
+        entry["pgr"] = mean_std([row["pgr"] for row in rows if row.get("pgr") is not None])
+        entry["pgr_undefined"] = sum(1 for row in rows if row.get("pgr") is None)
+        entry["pgr_reasons"] = sorted({row["pgr_reason"] for row in rows if row.get("pgr_reason")})
+        out[split] = entry
+    return out
+
+
+def fmt(stat: dict[str, float | int]) -> str:
+    if not stat or stat.get("n", 0) == 0:
+        return "—"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}" if stat["n"] > 1 else f"{stat['mean']:.3f}"
+
+
+def fmt_pgr(entry: dict[str, Any], n_runs: int) -> str:
+    undefined = entry.get("pgr_undefined", 0)
+    if undefined == n_runs:
+        return "undefined (" + "; ".join(entry.get("pgr_reasons", [])) + ")"
+    text = fmt(entry["pgr"])
+    return text + (f" ({undefined}/{n_runs} seeds undefined)" if undefined else "")
+
+
+def format_runs(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """One markdown table: rows per split, columns weak/ceiling/student accuracy and PGR."""
+    first = runs[0]
+    head = (f"task `{first['task']}` · weak `{first['weak_model']}` → strong `{first['strong_model']}` · "
+            f"loss `{first['loss']}` {first.get('loss_params') or ''} · seeds {[r['seed'] for r in runs]}")
+    lines = [head, "", "| split | weak | ceiling | student | PGR | student–weak agreement | misfit KL |",
+             "|---|---|---|---|---|---|---|"]
+    for split, entry in summary.items():
+        lines.append(
+            f"| {split} | {fmt(entry.get('weak_acc', {}))} | {fmt(entry.get('ceiling_acc', {}))} | "
+            f"{fmt(entry.get('student_acc', {}))} | {fmt_pgr(entry, len(runs))} | "
+            f"{fmt(entry.get('student_weak_agreement', {}))} | {fmt(entry.get('misfit_kl', {}))} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""Where a training runs: in-process, or as a Ray Train ``TorchTrainer`` on the cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from w2s_ray.train.job import TrainJob
+from w2s_ray.train.worker import train_worker
+
+
+class Executor(Protocol):
+    """Runs one TrainJob to completion; outputs land in the job's cache entry."""
+
+    def run(self, job: TrainJob, name: str) -> None: ...
+
+
+class LocalExecutor:
+    """In-process (used by ``python -m w2s_ray.run`` and unit tests)."""
+
+    def run(self, job: TrainJob, name: str) -> None:
+        train_worker(job.to_dict())
+
+
+@dataclass
+class ScalingSpec:
+    """Ray Train scaling, from CLI/config. Fractional GPUs let small models share a card."""
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0
+    extra_resources: dict[str, float] = field(default_factory=dict)
+
+    def to_ray(self):
+        from ray.train import ScalingConfig
+
+        resources = {"CPU": self.cpus_per_worker, **self.extra_resources}
+        if self.use_gpu:
+            resources["GPU"] = self.gpus_per_worker
+        return ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu, resources_per_worker=resources)
+
+
+@dataclass
+class RayTrainExecutor:
+    """Runs each job as a ``TorchTrainer``; retried workers resume from the last checkpoint.
+
+    ``report_to_tune`` forwards worker reports to the enclosing Tune trial
+    (``TuneReportCallback``), which is how a student's epochs reach the search.
+    """
+
+    storage_path: str
+    scaling: ScalingSpec = field(default_factory=ScalingSpec)
+    max_failures: int = 3
+    report_to_tune: bool = False
+
+    def run(self, job: TrainJob, name: str) -> None:
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig
+        from ray.train.torch import TorchTrainer
+
+        callbacks = []
+        if self.report_to_tune:
+            from ray.tune.integration.ray_train import TuneReportCallback
+
+            callbacks.append(TuneReportCallback())
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config=job.to_dict(),
+            scaling_config=self.scaling.to_ray(),
+            run_config=RunConfig(
+                name=name,
+                storage_path=self.storage_path,
+                failure_config=FailureConfig(max_failures=self.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=1),
+                callbacks=callbacks,
+            ),
+        )
+        trainer.fit()

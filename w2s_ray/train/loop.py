@@ -1,0 +1,104 @@
+"""The training loop: plain PyTorch, no Ray. A Ray Train worker wraps it unchanged."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from w2s_ray.config import TrainConfig
+from w2s_ray.train.data import Encoded, batches, length_order
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint must hold to resume mid-training."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    history: list[dict] = field(default_factory=list)
+
+
+EpochHook = Callable[[LoopState, torch.nn.Module, torch.optim.Optimizer], None]
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def scores_to_margin(scores: torch.Tensor, n: int, kind: str) -> torch.Tensor:
+    """Classify: the score is the logit. Pairwise: r(a) - r(b), pairs stacked as [a..., b...]."""
+    return scores[:n] - scores[n:] if kind == "pairwise" else scores
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, enc: Encoded, batch_size: int, pad_id: int) -> np.ndarray:
+    """p(label = 1) (classify) or p(a preferred) (pairwise) for every example, in input order."""
+    was_training = model.training
+    model.eval()
+    out = np.zeros(len(enc), dtype=np.float64)
+    device = _device(model)
+    for idx, batch in batches(enc, length_order(enc), batch_size * 2, pad_id):
+        margin = scores_to_margin(model(**_to(batch, device)).float(), len(idx), enc.kind)
+        out[idx] = torch.sigmoid(margin).double().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def fit(
+    model: torch.nn.Module,
+    enc: Encoded,
+    targets: np.ndarray,
+    cfg: TrainConfig,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
+    pad_id: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: LoopState | None = None,
+    on_epoch_end: EpochHook | None = None,
+    step_hook: Callable[[LoopState], None] | None = None,
+) -> LoopState:
+    """Train for ``cfg.epochs`` epochs (resuming from ``state``), with a linear LR decay.
+
+    The shuffle of epoch ``e`` depends only on (seed, e), so a resumed run sees the same
+    order as an uninterrupted one.
+    """
+    state = state or LoopState()
+    optimizer = optimizer or make_optimizer(model, cfg)
+    steps_per_epoch = max(1, math.ceil(len(enc) / cfg.batch_size))
+    total = steps_per_epoch * cfg.epochs
+    device = _device(model)
+    y_all = torch.as_tensor(np.asarray(targets, dtype=np.float32), device=device)
+    model.train()
+    for epoch in range(state.epoch, cfg.epochs):
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(enc))
+        losses = []
+        for idx, batch in batches(enc, order, cfg.batch_size, pad_id):
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * max(0.0, 1.0 - state.step / total)
+            margin = scores_to_margin(model(**_to(batch, device)).float(), len(idx), enc.kind)
+            loss = loss_fn(margin, y_all[torch.as_tensor(idx, device=device)], state.step / total)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            state.step += 1
+            losses.append(float(loss.detach()))
+            if step_hook is not None:
+                step_hook(state)
+        state.epoch = epoch + 1
+        state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": float(np.mean(losses))})
+        if on_epoch_end is not None:
+            on_epoch_end(state, model, optimizer)
+    return state
