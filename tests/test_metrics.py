@@ -1,0 +1,141 @@
+"""Metrics against values worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from w2s_ray.errors import UserError
+from w2s_ray.metrics import PGR, Misfit, accuracy, agreement, format_pgr_summary, misfit, pgr, summarize_pgr
+
+
+def test_accuracy_hard_and_soft_labels():
+    probs = np.array([0.9, 0.4, 0.6, 0.2])
+    assert accuracy(probs, np.array([1, 0, 0, 0])) == pytest.approx(3 / 4)
+    # soft labels are thresholded at 0.5: [1, 0, 0, 0]
+    assert accuracy(probs, np.array([0.8, 0.3, 0.4, 0.1])) == pytest.approx(3 / 4)
+    assert accuracy(probs, np.array([1, 1, 0, 1])) == pytest.approx(1 / 4)  # preds [1, 0, 1, 0]
+
+
+def test_accuracy_of_a_tie_predicts_label_zero():
+    # a pair with r(a) == r(b): sigmoid(0) = 0.5 is not a preference for a
+    assert accuracy([0.5, 0.5], [1, 0]) == pytest.approx(1 / 2)
+
+
+def test_agreement():
+    assert agreement([0.9, 0.4, 0.6], [0.7, 0.6, 0.55]) == pytest.approx(2 / 3)
+    assert agreement([0.1, 0.2], [0.3, 0.4]) == 1.0
+
+
+@pytest.mark.parametrize("fn", [accuracy, agreement])
+def test_mismatched_or_empty_inputs_raise(fn):
+    with pytest.raises(ValueError, match="examples"):
+        fn([0.1, 0.2], [1])
+    with pytest.raises(ValueError, match="no examples"):
+        fn([], [])
+
+
+def test_pgr_defined():
+    r = pgr(weak=0.6, student=0.7, ceiling=0.8)
+    assert r.value == pytest.approx(0.5)
+    assert r.reason is None and r.defined
+    assert r.gap == pytest.approx(0.2)
+    assert pgr(0.6, 0.55, 0.8).value == pytest.approx(-0.25)
+    assert pgr(0.6, 0.9, 0.8).value == pytest.approx(1.5)
+
+
+def test_pgr_undefined_for_a_small_gap_with_reason():
+    r = pgr(weak=0.7, student=0.75, ceiling=0.704)
+    assert r.value is None and not r.defined
+    assert r.reason == "ceiling − weak gap 0.004 < 0.02: PGR undefined"
+    assert r.gap == pytest.approx(0.004)
+
+
+def test_pgr_undefined_for_a_negative_gap():
+    r = pgr(weak=0.8, student=0.9, ceiling=0.7)
+    assert r.value is None
+    assert "-0.1 < 0.02" in r.reason and "ceiling below weak" in r.reason
+    assert r.gap == pytest.approx(-0.1)
+
+
+def test_pgr_min_gap_edges():
+    # 0.42 - 0.40 is 0.019999999999999962 in floats but 0.02 exactly: defined
+    assert 0.42 - 0.40 < 0.02
+    r = pgr(0.40, 0.41, 0.42, min_gap=0.02)
+    assert r.value == pytest.approx(0.5)
+    # just below the threshold: undefined
+    assert pgr(0.40, 0.41, 0.4199, min_gap=0.02).value is None
+    # a custom threshold
+    assert pgr(0.5, 0.52, 0.54, min_gap=0.05).value is None
+    assert pgr(0.5, 0.52, 0.54, min_gap=0.03).value == pytest.approx(0.5)
+    # min_gap 0 still never divides by a zero gap
+    r0 = pgr(0.5, 0.6, 0.5, min_gap=0.0)
+    assert r0.value is None and "PGR undefined" in r0.reason
+    assert pgr(0.5, 0.505, 0.51, min_gap=0.0).value == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("bad", [-0.01, float("nan"), float("inf"), "0.02"])
+def test_pgr_rejects_bad_min_gap(bad):
+    with pytest.raises(UserError, match="min_gap"):
+        pgr(0.5, 0.6, 0.7, min_gap=bad)
+
+
+def test_pgr_non_finite_scores_are_undefined():
+    r = pgr(0.5, float("nan"), 0.7)
+    assert r.value is None and "non-finite" in r.reason
+
+
+def test_pgr_to_dict_is_json():
+    d = pgr(0.7, 0.75, 0.704).to_dict()
+    assert set(d) == {"value", "reason", "gap"}
+    assert json.loads(json.dumps(d))["value"] is None
+
+
+def kl_bern(p: float, q: float) -> float:
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def test_misfit_is_kl_weak_to_student_and_disagreement():
+    student = [0.8, 0.3, 0.45]
+    weak = [0.6, 0.4, 0.7]
+    m = misfit(student, weak)
+    expected = (kl_bern(0.6, 0.8) + kl_bern(0.4, 0.3) + kl_bern(0.7, 0.45)) / 3
+    assert m.mean_kl == pytest.approx(expected, rel=1e-6)
+    assert m.disagreement == pytest.approx(1 / 3)  # only the third flips
+    # the direction matters: KL(student || weak) is a different number
+    reverse = (kl_bern(0.8, 0.6) + kl_bern(0.3, 0.4) + kl_bern(0.45, 0.7)) / 3
+    assert abs(m.mean_kl - reverse) > 1e-3
+    assert m.to_dict() == {"mean_kl": m.mean_kl, "disagreement": m.disagreement}
+
+
+def test_misfit_is_zero_for_identical_predictions_and_finite_at_certainty():
+    m = misfit([0.2, 0.9], [0.2, 0.9])
+    assert m == Misfit(mean_kl=pytest.approx(0.0, abs=1e-12), disagreement=0.0)
+    hard = misfit([0.0, 1.0], [1.0, 0.0], eps=1e-6)
+    assert math.isfinite(hard.mean_kl) and hard.mean_kl > 10
+    assert hard.disagreement == 1.0
+
+
+def test_summarize_pgr_over_seeds():
+    values = [PGR(0.2, None, 0.1), PGR(None, "ceiling − weak gap 0.01 < 0.02: PGR undefined", 0.01), PGR(0.4, None, 0.1), PGR(0.6, None, 0.1)]
+    s = summarize_pgr(values)
+    assert s["mean"] == pytest.approx(0.4)
+    # sample std of 0.2, 0.4, 0.6: sqrt((0.04 + 0 + 0.04) / 2) = 0.2
+    assert s["std"] == pytest.approx(0.2)
+    assert (s["n"], s["n_defined"], s["n_undefined"]) == (4, 3, 1)
+    assert s["reasons"] == ["ceiling − weak gap 0.01 < 0.02: PGR undefined"]
+    assert format_pgr_summary(s) == "0.400 ± 0.200 (n=3; 1 undefined)"
+
+
+def test_summarize_pgr_all_undefined_and_single():
+    s = summarize_pgr([pgr(0.5, 0.5, 0.505), pgr(0.5, 0.5, 0.49)])
+    assert s["mean"] is None and s["std"] is None and s["n_undefined"] == 2
+    assert len(s["reasons"]) == 2 and all("PGR undefined" in r for r in s["reasons"])
+    assert format_pgr_summary(s) == "undefined (2/2 seeds)"
+    one = summarize_pgr([pgr(0.6, 0.7, 0.8)])
+    assert one["mean"] == pytest.approx(0.5) and one["std"] is None
+    assert format_pgr_summary(one) == "0.500 (n=1)"
+    assert json.loads(json.dumps(one)) == one

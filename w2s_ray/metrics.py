@@ -1,0 +1,158 @@
+"""Evaluation metrics: accuracy, agreement, performance gap recovered (PGR) and misfit.
+
+All functions take ``p(label = 1)`` per example (``sigmoid`` of the model's score; for pairs,
+``p(a preferred) = sigmoid(r_a - r_b)``). A hard prediction is ``p > 0.5``, so a margin of
+exactly 0 predicts label 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from w2s_ray.errors import UserError
+
+# Absolute slack when comparing the weak-ceiling gap to min_gap, so that a gap that is
+# min_gap in exact arithmetic (e.g. 0.72 - 0.70) is not called undefined by float rounding.
+_GAP_SLACK = 1e-9
+
+
+def _as_pair(a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: {a.shape[0]} vs {b.shape[0]} examples")
+    if a.size == 0:
+        raise ValueError(f"{what}: no examples")
+    return a, b
+
+
+def hard(probs: Any) -> np.ndarray:
+    """Hard 0/1 predictions ``probs > 0.5`` (also turns soft labels into hard ones)."""
+    return (np.asarray(probs, dtype=np.float64) > 0.5).astype(np.int64)
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Share of examples where ``probs > 0.5`` matches the label (soft labels thresholded at 0.5).
+
+    For pairs (``probs = sigmoid(r_a - r_b)``, label 1 when a was chosen) this is the share of
+    pairs where r(chosen) > r(rejected); a tied margin counts as preferring b.
+    """
+    probs, labels = _as_pair(probs, labels, "accuracy")
+    return float(np.mean(hard(probs) == hard(labels)))
+
+
+def agreement(p: np.ndarray, q: np.ndarray) -> float:
+    """Share of examples where the hard predictions of ``p`` and ``q`` agree."""
+    p, q = _as_pair(p, q, "agreement")
+    return float(np.mean(hard(p) == hard(q)))
+
+
+@dataclass(frozen=True)
+class PGR:
+    """Performance gap recovered, ``(student - weak) / (ceiling - weak)``.
+
+    ``value`` is None (and ``reason`` says why) when the weak-ceiling gap is too small for the
+    ratio to mean anything; ``gap`` = ceiling - weak is always reported.
+    """
+
+    value: float | None
+    reason: str | None
+    gap: float
+
+    @property
+    def defined(self) -> bool:
+        return self.value is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pgr(weak: float, student: float, ceiling: float, min_gap: float = 0.02) -> PGR:
+    """PGR of ``student`` given ``weak`` and ``ceiling`` scores (accuracies, same split).
+
+    Undefined when ``ceiling - weak < min_gap`` (negative gaps included), or when a score is
+    not finite: then ``value`` is None and ``reason`` says so, e.g.
+    ``"ceiling − weak gap 0.004 < 0.02: PGR undefined"``.
+    """
+    if isinstance(min_gap, bool) or not isinstance(min_gap, (int, float)) or not math.isfinite(min_gap) or min_gap < 0:
+        raise UserError(f"PGR min_gap must be a finite number >= 0, got {min_gap!r}")
+    weak, student, ceiling = float(weak), float(student), float(ceiling)
+    gap = ceiling - weak
+    if not all(math.isfinite(x) for x in (weak, student, ceiling)):
+        return PGR(None, f"non-finite score (weak {weak}, student {student}, ceiling {ceiling}): PGR undefined", gap)
+    if gap < min_gap - _GAP_SLACK or gap <= 0:
+        why = " (ceiling below weak)" if gap < 0 else ""
+        return PGR(None, f"ceiling − weak gap {gap:.3g} < {min_gap:g}{why}: PGR undefined", gap)
+    return PGR((student - weak) / gap, None, gap)
+
+
+@dataclass(frozen=True)
+class Misfit:
+    """How far the student's predictions are from the weak labels it was trained on."""
+
+    mean_kl: float
+    disagreement: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return p * (np.log(p) - np.log(q)) + (1.0 - p) * (np.log1p(-p) - np.log1p(-q))
+
+
+def misfit(student_probs: np.ndarray, weak_probs: np.ndarray, eps: float = 1e-6) -> Misfit:
+    """Misfit between student and weak predictions: mean ``KL(weak || student)`` and disagreement.
+
+    Direction: ``KL(f_w(x) || f_sw(x))``, the weak model's predictive distribution first.
+    Charikar, Pabbaraju & Shiragur (2024) prove, for squared loss and a convex strong class,
+    ``err(f_sw) <= err(f_w) - d(f_sw, f_w)``: the student's gain over the weak model is at
+    least the misfit. Mulgund & Pabbaraju (2025, arXiv:2501.19105) extend it to Bregman
+    divergences, which covers cross-entropy: the student minimises ``E KL(f_w || f)`` (xent
+    against the weak labels minus their entropy), and the Bregman Pythagorean inequality for
+    that projection gives ``KL(f_sw || f*) <= KL(f_w || f*) - KL(f_w || f_sw)``. So the misfit
+    is the student's own KL loss on the weak labels, evaluated here on held-out data.
+    Probabilities are clipped to ``[eps, 1 - eps]``; ``disagreement = 1 - agreement``.
+    """
+    s, w = _as_pair(student_probs, weak_probs, "misfit")
+    s_c, w_c = np.clip(s, eps, 1.0 - eps), np.clip(w, eps, 1.0 - eps)
+    return Misfit(mean_kl=float(np.mean(_bernoulli_kl(w_c, s_c))), disagreement=1.0 - agreement(s, w))
+
+
+def summarize_pgr(values: Sequence[PGR]) -> dict[str, Any]:
+    """Summary over seeds: mean and sample std (ddof=1) of the defined PGRs, and the undefined.
+
+    Returns ``{"mean", "std", "n", "n_defined", "n_undefined", "reasons"}``; ``mean`` is None
+    when no PGR is defined, ``std`` is None with fewer than two defined values, ``reasons``
+    lists the reasons of the undefined ones in order.
+    """
+    defined = [v.value for v in values if v.value is not None]
+    reasons = [v.reason or "undefined" for v in values if v.value is None]
+    mean = float(np.mean(defined)) if defined else None
+    std = float(np.std(defined, ddof=1)) if len(defined) >= 2 else None
+    return {
+        "mean": mean,
+        "std": std,
+        "n": len(values),
+        "n_defined": len(defined),
+        "n_undefined": len(reasons),
+        "reasons": reasons,
+    }
+
+
+def format_pgr_summary(summary: dict[str, Any], digits: int = 3) -> str:
+    """One table cell for ``summarize_pgr``'s output, e.g. ``0.412 ± 0.051 (n=3)``,
+    ``0.400 (n=1; 2 undefined)`` or ``undefined (3/3 seeds)``."""
+    n, n_def, n_undef = summary["n"], summary["n_defined"], summary["n_undefined"]
+    if summary["mean"] is None:
+        return f"undefined ({n_undef}/{n} seeds)"
+    text = f"{summary['mean']:.{digits}f}"
+    if summary["std"] is not None:
+        text += f" ± {summary['std']:.{digits}f}"
+    text += f" (n={n_def}"
+    if n_undef:
+        text += f"; {n_undef} undefined"
+    return text + ")"
