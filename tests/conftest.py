@@ -1,0 +1,35 @@
+"""Shared fixtures: where the real data lives, cheap run settings, and Ray/MLflow helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("W2S_DATA_DIR", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+try:  # MLflow server fixtures (sqlite and PostgreSQL backends)
+    from tests.mlflow_fixtures import *  # noqa: F401,F403
+except ImportError:  # pragma: no cover - only while the module is absent
+    pass
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    if not SHARED_DATA.exists():
+        pytest.fail(f"real data not found at {SHARED_DATA}: tests read ../shared/data beside the checkout")
+    return str(SHARED_DATA)
+
+
+@pytest.fixture
+def model_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Keep generated tiny models out of the user's home cache."""
+    path = tmp_path_factory.getbasetemp() / "model-cache"
+    monkeypatch.setenv("W2S_MODEL_CACHE", str(path))
+    return path
