@@ -1,0 +1,50 @@
+"""Loading task records from the Hugging Face hub with `datasets.load_dataset`.
+
+Used when no data dir is given (neither `data_dir` nor `W2S_DATA_DIR`). This path needs the
+network, so the offline test suite cannot run it; it is kept small on purpose.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import datasets
+
+from w2s_ray.errors import UserError
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a task's rows live on the hub: `load_dataset(hf_id, config, data_dir=..., split=...)`.
+
+    `splits` are the *labelled* splits pooled into the task's data (unlabelled test splits are
+    left out). `limit` caps the rows read per split (streamed), for very large datasets.
+    """
+
+    hf_id: str
+    config: str | None = None
+    splits: tuple[str, ...] = ("train",)
+    data_dir: str | None = None
+    limit: int | None = None
+
+
+def hub_records(src: HubSource) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Yield `(row_id, source_name, record)` for every row of the source's splits."""
+    prefix = "/".join(p for p in (src.hf_id, src.config, src.data_dir) if p)
+    for split in src.splits:
+        name = f"{prefix}:{split}"
+        try:
+            ds = datasets.load_dataset(
+                src.hf_id, src.config, data_dir=src.data_dir, split=split, streaming=src.limit is not None
+            )
+            rows = list(itertools.islice(ds, src.limit) if src.limit is not None else ds)
+        except Exception as exc:  # network, auth, missing config: all mean "cannot load it here"
+            reason = " ".join(str(exc).split())
+            raise UserError(
+                f"could not load {name} from the Hugging Face hub ({type(exc).__name__}: {reason}); "
+                "pass a local data dir (--data-dir or W2S_DATA_DIR) instead"
+            ) from None
+        for i, rec in enumerate(rows):
+            yield f"hub:{name}:{i}", name, dict(rec)
