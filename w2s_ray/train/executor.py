@@ -63,6 +63,7 @@ class RayTrainExecutor:
             from ray.tune.integration.ray_train import TuneReportCallback
 
             callbacks.append(TuneReportCallback())
+        job.threads = max(1, round(self.scaling.cpus_per_worker))
         trainer = TorchTrainer(
             train_worker,
             train_loop_config=job.to_dict(),

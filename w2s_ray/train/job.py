@@ -32,6 +32,7 @@ class TrainJob:
     cache_key: str = ""
     save_weights: bool = True
     checkpoint_every_epoch: bool = True
+    threads: int = 0  # torch intra-op threads for this worker (0: leave as is)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

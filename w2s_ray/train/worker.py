@@ -108,6 +108,8 @@ def train_worker(job_dict: dict[str, Any]) -> None:
 def run_job(job: TrainJob, ctx) -> None:
     started = time.time()
     cfg = job.cfg
+    if job.threads:
+        torch.set_num_threads(job.threads)
     torch.manual_seed(cfg.seed)
     model, tokenizer = build_model(job.model, mode=cfg.mode, pooling=cfg.pooling, lora_r=cfg.lora_r, seed=cfg.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -1,0 +1,55 @@
+"""``python -m w2s_ray.search``: the distributed method search's command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from w2s_ray.cli_common import add_data_args
+from w2s_ray.objective import SELECT_MODES
+from w2s_ray.search.presets import PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m w2s_ray.search",
+        description="Search student knobs (losses, bootstrap steps, learning rates, modes) to maximize "
+                    "validation PGR for one task. Every training runs under Ray Train; Optuna (TPE) drives "
+                    "Ray Tune; MLflow records the search, its shared stages and every trial.",
+    )
+    add_data_args(p)
+    s = p.add_argument_group("search")
+    s.add_argument("--preset", default=None,
+                   help="sizes and models: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items())
+                   + " (default: quick without GPUs, paper with)")
+    s.add_argument("--space", default=None, help="search-space YAML (default: search_spaces/<task>.yaml)")
+    s.add_argument("--weak", default=None, help="override the weak model (else space file, else preset)")
+    s.add_argument("--strong", default=None, help="override the strong model")
+    s.add_argument("--num-samples", type=int, default=None, help="number of trials (default: preset's)")
+    s.add_argument("--max-concurrent", type=int, default=1, help="trials running at once")
+    s.add_argument("--asha", action="store_true", help="ASHA early stopping (stopped trials are PRUNED in Optuna)")
+    s.add_argument("--select-on", choices=SELECT_MODES, default="gt",
+                   help="gt: validation PGR from GT val labels (default); weak: no-GT mode, agreement with weak "
+                        "labels + confidence (favours imitation)")
+    s.add_argument("--min-gap", type=float, default=0.02, help="PGR is undefined below this ceiling−weak gap")
+    s.add_argument("--confirm-seeds", type=int, default=0,
+                   help="retrain the best config and the xent baseline on K more seeds; report test PGR mean ± std")
+    s.add_argument("--seed", type=int, default=0, help="seed for splits, models and the TPE sampler")
+    o = p.add_argument_group("storage, resume and tracking")
+    o.add_argument("--name", default=None, help="search name (default: <task>-<preset>-s<seed>); rerunning resumes it")
+    o.add_argument("--storage", default=os.environ.get("W2S_STORAGE", "w2s_runs"),
+                   help="run storage: local dir or s3:// / gs:// (Tune results, checkpoints, outputs)")
+    o.add_argument("--resume", action="store_true", help="continue an interrupted search (requires it to exist)")
+    o.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    o.add_argument("--experiment", default=None, help="MLflow experiment (default: w2s-<task>)")
+    o.add_argument("--checkpoints", choices=["all", "best", "none"], default="best",
+                   help="student checkpoints logged to MLflow")
+    r = p.add_argument_group("Ray")
+    r.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster address (default: local)")
+    r.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per training")
+    r.add_argument("--use-gpu", action="store_true", default=None, help="train on GPUs")
+    r.add_argument("--cpus-per-worker", type=float, default=None, help="CPUs per Train worker (default: all / concurrency)")
+    r.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs per worker; fractions share a card")
+    r.add_argument("--max-failures", type=int, default=3, help="retries of a failed training or trial")
+    return p

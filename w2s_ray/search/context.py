@@ -1,0 +1,40 @@
+"""What every trial shares: the prepared data, the finished reference stages and settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from w2s_ray.config import TrainConfig
+from w2s_ray.data import PreparedData
+from w2s_ray.stages import StageResult
+from w2s_ray.train.executor import ScalingSpec
+
+
+@dataclass
+class SharedStages:
+    """The stages that do not depend on the student's knobs, computed once per search."""
+
+    weak: StageResult
+    ceiling: StageResult
+    links: list[StageResult]  # bootstrap prefix k is links[:k]
+    weak_val_acc: float
+    ceiling_val_acc: float
+    selection: dict[str, Any] = field(default_factory=dict)  # fair-reference choices and tables
+
+
+@dataclass
+class SearchContext:
+    """Shipped once to every trial through ``tune.with_parameters``."""
+
+    data: PreparedData
+    shared: SharedStages
+    cache_uri: str
+    train_storage: str
+    strong: str
+    student_base: TrainConfig
+    scaling: ScalingSpec
+    max_failures: int
+    val_labels: int | None
+    min_gap: float
+    select_on: str

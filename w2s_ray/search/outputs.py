@@ -1,0 +1,174 @@
+"""What a finished search leaves behind: summary table, best config, trials parquet."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from w2s_ray.cache import StageCache
+from w2s_ray.results import compare
+from w2s_ray.stages import StageResult
+from w2s_ray.summary import mean_std
+
+
+def _trial_frame(grid) -> pd.DataFrame:
+    frame = grid.get_dataframe()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(
+                lambda v: json.dumps(v, default=str) if isinstance(v, (dict, list, tuple)) else v)
+    return frame
+
+
+def _config_of(row: pd.Series) -> dict[str, Any]:
+    return {k[len("config/"):]: v for k, v in row.items() if k.startswith("config/") and not _missing(v)}
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _student(plan, key: str) -> StageResult:
+    path = StageCache(plan.cache_uri).get("student", key)
+    if path is None:
+        raise RuntimeError(f"student stage {key} is missing from the cache")
+    return StageResult("student", key, path, plan.strong, {})
+
+
+def summarize_search(plan, ctx, grid) -> dict[str, Any]:
+    """Baseline (first points_to_evaluate) vs best trial on validation, then once on test."""
+    frame = _trial_frame(grid)
+    finished = frame[frame.get("final", pd.Series(dtype=float)).fillna(0) == 1] if "final" in frame else frame.iloc[0:0]
+    if finished.empty:
+        raise RuntimeError("no trial finished; see the Tune output above")
+    baseline_cfg = plan.space.points_to_evaluate()[0]
+    is_base = finished.apply(lambda r: all(_same(_config_of(r).get(k), v) for k, v in baseline_cfg.items()), axis=1)
+    base_row = finished[is_base].iloc[0] if is_base.any() else None
+    best_row = finished.loc[finished["objective"].astype(float).idxmax()]
+    rows = {"baseline": base_row, "best": best_row}
+    report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.args.select_on,
+                              "n_trials": int(len(frame)), "n_finished": int(len(finished)),
+                              "references": ctx.shared.selection, "rows": {}}
+    for label, row in rows.items():
+        if row is None:
+            continue
+        student = _student(plan, row["student_key"])
+        report["rows"][label] = {
+            "trial_id": row["trial_id"], "config": _config_of(row),
+            "val": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "val", plan.args.val_labels,
+                           plan.args.min_gap),
+            "test": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "test", None, plan.args.min_gap),
+        }
+    best = report["rows"]["best"]
+    report["best_config"] = plain({"task": plan.task, "weak": plan.weak, "strong": plan.strong,
+                             "ladder": plan.ladder, "student": best["config"], "references": {
+                                 k: v["chosen"] for k, v in ctx.shared.selection.items() if isinstance(v, dict)},
+                             "val_pgr": best["val"]["pgr"], "test_pgr": best["test"]["pgr"]})
+    report["rows"] = plain(report["rows"])
+    report["final_metrics"] = {f"{label}_{split}_{m}": v
+                               for label, r in report["rows"].items() for split in ("val", "test")
+                               for m, v in r[split].items() if m in ("pgr", "student_acc", "weak_acc", "ceiling_acc")
+                               and v is not None}
+    report["table"] = format_summary(report)
+    print(report["table"])
+    return report
+
+
+def plain(obj: Any) -> Any:
+    """numpy scalars and other non-JSON values → plain Python (for YAML, JSON and MLflow tags)."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
+
+
+def _pgr_cell(entry: dict) -> str:
+    return f"{entry['pgr']:.3f}" if entry["pgr"] is not None else f"undefined ({entry['pgr_reason']})"
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    lines = [f"search `{report['name']}` · task `{report['task']}` · select-on `{report['select_on']}` · "
+             f"{report['n_finished']}/{report['n_trials']} trials finished", "",
+             "| config | split | weak | ceiling | student | PGR |", "|---|---|---|---|---|---|"]
+    for label, row in report["rows"].items():
+        for split in ("val", "test"):
+            e = row[split]
+            lines.append(f"| {label} | {split} | {e['weak_acc']:.3f} | {e['ceiling_acc']:.3f} | "
+                         f"{e['student_acc']:.3f} | {_pgr_cell(e)} |")
+    lines.append("")
+    lines.append("best config: " + json.dumps(report["rows"]["best"]["config"], default=str, sort_keys=True))
+    if report["select_on"] == "weak":
+        lines.append("note: selected on agreement with weak labels (no GT); this favours imitation of the weak model.")
+    if "confirm" in report:
+        lines += ["", report["confirm"]["table"]]
+    return "\n".join(lines)
+
+
+def confirm_seeds(plan, ctx, report: dict[str, Any], scaling) -> dict[str, Any]:
+    """Retrain best and baseline on K further seeds (fresh splits and references); test PGR mean ± std."""
+    from w2s_ray.data import prepare_data
+    from w2s_ray.search.trainable import student_config
+    from w2s_ray.stages import Pipeline
+    from w2s_ray.train.executor import RayTrainExecutor
+
+    executor = RayTrainExecutor(plan.train_storage, scaling, plan.args.max_failures)
+    per_label: dict[str, list[dict]] = {label: [] for label in report["rows"]}
+    for seed in range(plan.args.seed + 1, plan.args.seed + 1 + plan.args.confirm_seeds):
+        data = prepare_data(replace(plan.data_cfg, seed=seed))
+        pipe = Pipeline(data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
+        ref = plan.reference_base.replace(seed=seed)
+        weak, _, _ = pipe.select("weak", plan.weak, ref, plan.preset.weak_grid)
+        ceiling, _, _ = pipe.select("ceiling", plan.strong, ref, plan.preset.ceiling_grid)
+        for label, row in report["rows"].items():
+            cfg, steps, policy = student_config(row["config"], replace(ctx, student_base=ctx.student_base.replace(seed=seed)))
+            source = pipe.bootstrap(plan.ladder[:steps], ref.replace(lr=plan.preset.bootstrap_lr), weak)[-1] if steps else weak
+            student = pipe.student(plan.strong, cfg, source, policy, weak=weak)
+            per_label[label].append(compare(data, weak, student, ceiling, "test", None, plan.args.min_gap))
+    out: dict[str, Any] = {"seeds": plan.args.confirm_seeds, "per_seed": per_label, "stats": {}}
+    lines = [f"confirmation on {plan.args.confirm_seeds} further seeds (test split)", "",
+             "| config | weak | ceiling | student | test PGR | undefined |", "|---|---|---|---|---|---|"]
+    for label, runs in per_label.items():
+        stats = {m: mean_std([r[m] for r in runs]) for m in ("weak_acc", "ceiling_acc", "student_acc")}
+        stats["pgr"] = mean_std([r["pgr"] for r in runs if r["pgr"] is not None])
+        undefined = sum(r["pgr"] is None for r in runs)
+        out["stats"][label] = {**stats, "pgr_undefined": undefined}
+        cell = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}" if s["n"] else "—"  # noqa: E731
+        lines.append(f"| {label} | {cell(stats['weak_acc'])} | {cell(stats['ceiling_acc'])} | "
+                     f"{cell(stats['student_acc'])} | {cell(stats['pgr'])} | {undefined}/{len(runs)} |")
+    out["table"] = "\n".join(lines)
+    print(out["table"])
+    return out
+
+
+def write_outputs(plan, report: dict[str, Any], grid) -> Path:
+    """summary.md, best_config.yaml, trials.parquet and search.json under <storage>/<name>/w2s/."""
+    from w2s_ray.search.storage import publish_dir
+
+    local = Path(tempfile.mkdtemp(prefix="w2s-out-"))
+    files = {
+        "summary.md": local / "summary.md",
+        "best_config.yaml": local / "best_config.yaml",
+        "trials.parquet": local / "trials.parquet",
+        "search.json": local / "search.json",
+    }
+    report["table"] = format_summary(report)
+    files["summary.md"].write_text(report["table"] + "\n")
+    files["best_config.yaml"].write_text(yaml.safe_dump(json.loads(json.dumps(report["best_config"], default=str)),
+                                                        sort_keys=False))
+    _trial_frame(grid).to_parquet(files["trials.parquet"], index=False)
+    files["search.json"].write_text(json.dumps({k: v for k, v in report.items() if k != "table"},
+                                               indent=2, default=str, sort_keys=True))
+    target = f"{plan.exp_path}/w2s"
+    publish_dir(local, target)
+    print(f"outputs: {target}")
+    return local

@@ -1,0 +1,76 @@
+"""Named sizes for a search: data sizes, reference configs, trial budget and models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from w2s_ray.config import SplitSizes
+from w2s_ray.errors import unknown_name
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a search needs besides the space: sizes, references and budget."""
+
+    name: str
+    description: str
+    weak: str
+    strong: str
+    sizes: SplitSizes
+    max_length: int
+    batch_size: int
+    num_samples: int
+    weak_grid: list[dict] = field(default_factory=list)  # fair-reference selection
+    ceiling_grid: list[dict] = field(default_factory=list)
+    reference_epochs: int = 2
+    bootstrap_lr: float = 5e-5
+    use_gpu: bool = False
+    val_labels: int | None = None
+    ladder: tuple[str, ...] | None = None  # overrides the space file's bootstrap ladder
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            name="quick",
+            description="offline MiniLM ladder (@L1 weak → 6 layers strong); ~15 min on 2 CPU cores",
+            weak=f"{MINILM}@L1", strong=MINILM,
+            sizes=SplitSizes(a=600, b=600, val=300, test=500), max_length=64, batch_size=32, num_samples=6,
+            weak_grid=[{"lr": 2e-4}, {"lr": 5e-4}], ceiling_grid=[{"lr": 5e-5}, {"lr": 1e-4}],
+        ),
+        Preset(
+            name="mpnet",
+            description="offline MiniLM (6 layers) weak → all-mpnet-base-v2 strong; about an hour on 2 CPU cores",
+            weak=MINILM, strong=MPNET,
+            sizes=SplitSizes(a=1000, b=1000, val=400, test=1000), max_length=64, batch_size=32, num_samples=6,
+            weak_grid=[{"lr": 5e-5}, {"lr": 1e-4}], ceiling_grid=[{"lr": 2e-5}, {"lr": 3e-5}],
+            bootstrap_lr=3e-5, ladder=(f"{MPNET}@L4", f"{MPNET}@L8"),
+        ),
+        Preset(
+            name="paper",
+            description="paper scale on GPU clusters: GPT-2 ladder from the hub (gpt2 → gpt2-xl)",
+            weak="gpt2", strong="gpt2-xl",
+            sizes=SplitSizes(a=10000, b=10000, val=2000, test=5000), max_length=512, batch_size=32,
+            num_samples=64, weak_grid=[{"lr": 5e-5}, {"lr": 1e-4}],
+            ceiling_grid=[{"lr": 1e-5}, {"lr": 3e-5}], use_gpu=True, bootstrap_lr=1e-5,
+            ladder=("gpt2-medium", "gpt2-large"),
+        ),
+        Preset(
+            name="tiny",
+            description="random tiny models for tests and smoke runs only: never a result",
+            weak="tiny-bert", strong="tiny-bert",
+            sizes=SplitSizes(a=48, b=48, val=32, test=32), max_length=32, batch_size=16, num_samples=3,
+            weak_grid=[{"lr": 1e-3}], ceiling_grid=[{"lr": 1e-3}], reference_epochs=1, bootstrap_lr=1e-3,
+        ),
+    ]
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise unknown_name("preset", name, PRESETS)
+    return PRESETS[name]

@@ -1,0 +1,75 @@
+"""The Tune function trainable: one student training per trial, run by Ray Train.
+
+Ray Train V2 no longer accepts a trainer inside ``Tuner``; each trial instead launches a
+``TorchTrainer`` whose workers' per-epoch reports reach Tune via ``TuneReportCallback``.
+The trial then reports its final validation metrics (``final = 1``) once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from w2s_ray.cache import StageCache
+from w2s_ray.losses import LOSSES
+from w2s_ray.metrics import agreement
+from w2s_ray.objective import gt_objective, weak_objective
+from w2s_ray.results import compare
+from w2s_ray.search.context import SearchContext
+from w2s_ray.search.space import split_config
+from w2s_ray.stages import Pipeline, WeakLabelPolicy
+from w2s_ray.train.executor import RayTrainExecutor
+
+
+def student_config(config: dict[str, Any], ctx: SearchContext):
+    """Trial config → (TrainConfig, bootstrap steps, weak-label policy)."""
+    knobs, loss_params = split_config(config)
+    loss = knobs.get("loss", ctx.student_base.loss)
+    params = {k: float(v) for k, v in loss_params.items() if k in LOSSES[loss].params}
+    overrides = {k: knobs[k] for k in ("lr", "epochs", "batch_size", "mode", "lora_r") if k in knobs}
+    cfg = ctx.student_base.replace(loss=loss, loss_params=params, **overrides)
+    policy = WeakLabelPolicy(knobs.get("weak_label_transform", "soft"), float(knobs.get("filter_min_conf", 0.0)))
+    return cfg, int(knobs.get("bootstrap_steps", 0)), policy
+
+
+def trial_metrics(ctx: SearchContext, student) -> dict[str, Any]:
+    """Final validation metrics of one student and the searched objective."""
+    shared = ctx.shared
+    val = compare(ctx.data, shared.weak, student, shared.ceiling, "val", ctx.val_labels, ctx.min_gap)
+    objective, defined = gt_objective(val["student_acc"], shared.weak_val_acc, shared.ceiling_val_acc, ctx.min_gap)
+    weak_score = weak_objective(agreement(student.probs("val"), shared.weak.probs("val")), student.probs("val"))
+    return {
+        "objective": objective if ctx.select_on == "gt" else weak_score,
+        "objective_gt": objective,
+        "objective_weak": weak_score,
+        "pgr_defined": int(defined),
+        "val_pgr": val["pgr"] if val["pgr"] is not None else float("nan"),
+        "weak_val_acc": val["weak_acc"],
+        "ceiling_val_acc": val["ceiling_acc"],
+        "student_val_acc": val["student_acc"],
+        "student_val_acc_vs_weak": val["student_acc_vs_weak"],
+        "student_weak_agreement": val["student_weak_agreement"],
+        "misfit_kl": val["misfit_kl"],
+        "student_key": student.key,
+        "student_checkpoint": str(student.path / "checkpoint"),
+        "final": 1,
+    }
+
+
+def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
+    """Train (or reuse) this trial's student, then report its final metrics to Tune."""
+    from ray import tune
+
+    cfg, steps, policy = student_config(config, ctx)
+    trial_id = tune.get_context().get_trial_id()
+    executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures, report_to_tune=True)
+    shared = ctx.shared
+    pipe = Pipeline(ctx.data, StageCache(ctx.cache_uri), executor, val_labels=ctx.val_labels,
+                    trial_meta={"trial_id": trial_id})
+    pipe.objective_meta = {"select_on": ctx.select_on, "weak": shared.weak_val_acc,
+                           "ceiling": shared.ceiling_val_acc, "min_gap": ctx.min_gap}
+    source = shared.links[steps - 1] if steps else shared.weak
+    student = pipe.student(ctx.strong, cfg, source, policy, weak=shared.weak)
+    checkpoint = tune.Checkpoint.from_directory(str(student.path / "checkpoint"))
+    tune.report(trial_metrics(ctx, student), checkpoint=checkpoint)
+
