@@ -58,3 +58,35 @@ def format_runs(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
             f"{fmt(entry.get('student_weak_agreement', {}))} | {fmt(entry.get('misfit_kl', {}))} |"
         )
     return "\n".join(lines)
+
+
+def collate(json_files: list[str]) -> str:
+    """One markdown document from several ``python -m w2s_ray.run --out`` JSON files."""
+    import json
+    from pathlib import Path
+
+    parts = []
+    for path in sorted(json_files):
+        data = json.loads(Path(path).read_text())
+        parts.append(f"### {Path(path).stem}\n\n" + format_runs(data["runs"], data["summary"])
+                     + f"\n\ncommand: `python -m w2s_ray.run {' '.join(data['argv'])}`\n")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m w2s_ray.summary OUT.md RUN.json...``: collate run results into markdown."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2:
+        print("usage: python -m w2s_ray.summary OUT.md RUN.json [RUN.json ...]", file=sys.stderr)
+        return 2
+    out, files = Path(args[0]), args[1:]
+    header = out.read_text().split("<!-- generated below -->")[0] if out.exists() else ""
+    out.write_text(header + "<!-- generated below -->\n\n" + collate(files))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""A private local Ray cluster for tests: own temp dir and ports, auth off, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalRay:
+    """`ray start --head` (and optional extra nodes) that only ever kills its own processes."""
+
+    temp_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="w2sray-", dir="/tmp")))
+    gcs_port: int = field(default_factory=free_port)
+    dashboard_port: int = field(default_factory=free_port)
+    env: dict = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def environ(self) -> dict:
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", **self.env}
+        env.pop("RAY_ADDRESS", None)
+        return env
+
+    def ray(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        exe = str(Path(sys.executable).with_name("ray"))
+        return subprocess.run([exe, *args], env=self.environ(), capture_output=True, text=True, timeout=timeout,
+                              check=check)
+
+    def start_head(self, num_cpus: int = 2) -> None:
+        self.ray("start", "--head", f"--port={self.gcs_port}", f"--num-cpus={num_cpus}",
+                 f"--temp-dir={self.temp_dir}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                 f"--dashboard-port={self.dashboard_port}",
+                 "--disable-usage-stats")
+
+    def add_node(self, num_cpus: int = 1, resources: str = "{}") -> None:
+        self.ray("start", f"--address={self.address}", f"--num-cpus={num_cpus}", f"--resources={resources}",
+                 "--disable-usage-stats")
+
+    def own_processes(self) -> list[psutil.Process]:
+        mine = []
+        needle = str(self.temp_dir)
+        for proc in psutil.process_iter(["cmdline", "environ"]):
+            try:
+                cmd = " ".join(proc.info["cmdline"] or [])
+                if needle in cmd or f"{self.gcs_port}" in cmd and "ray" in cmd:
+                    mine.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return mine
+
+    def stop(self) -> None:
+        procs = self.own_processes()
+        for proc in procs:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=15)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)

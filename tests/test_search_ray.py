@@ -1,0 +1,89 @@
+"""The main job on a real local Ray cluster: `ray job submit -- python -m w2s_ray.search ...`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.ray_cluster import LocalRay
+
+SPACE = """\
+task: sst2
+params:
+  lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
+  epochs: {fixed: 1}
+  loss: {type: categorical, choices: [xent, logconf]}
+  aux_coef: {type: float, low: 0.1, high: 1.0, when: {loss: logconf}}
+baseline:
+  - {loss: xent, lr: 5.0e-4}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = LocalRay()
+    ray.start_head(num_cpus=2)
+    try:
+        yield ray
+    finally:
+        ray.stop()
+
+
+def submit(cluster: LocalRay, tmp: Path, data_dir: str, name: str, trials: int) -> str:
+    proc = cluster.ray(
+        "job", "submit", f"--address={cluster.dashboard}", "--",
+        "python", "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny", "--space", str(tmp / "space.yaml"),
+        "--num-samples", str(trials), "--storage", str(tmp / "runs"), "--name", name, "--data-dir", data_dir,
+        "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", check=False, timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    job_id = next(line.split("'")[1] for line in proc.stdout.splitlines() if "submitted successfully" in line)
+    status = cluster.ray("job", "status", f"--address={cluster.dashboard}", job_id).stdout
+    assert "succeeded" in status.lower(), status
+    return proc.stdout
+
+
+def ledger(tmp: Path) -> list[dict]:
+    lines = (tmp / "runs" / "cache" / "ledger.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines if x.strip()]
+
+
+@pytest.mark.ray
+def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tmp_path, data_dir):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    out = submit(cluster, tmp_path, data_dir, "first", trials=2)
+    assert "3/3" not in out and "2/2 trials finished" in out
+    trials = pd.read_parquet(tmp_path / "runs" / "first" / "w2s" / "trials.parquet")
+    assert len(trials) == 2 and (trials["final"] == 1).all()
+    assert (tmp_path / "runs" / "first" / "w2s" / "best_config.yaml").exists()
+    stages = [t["stage"] for t in ledger(tmp_path)]
+    # tiny preset: one weak and one ceiling candidate each, no bootstrap, then one student per trial
+    assert sorted(stages) == ["ceiling", "student", "student", "weak"]
+
+    first_keys = {t["key"] for t in ledger(tmp_path)}
+    submit(cluster, tmp_path, data_dir, "second", trials=3)
+    new = ledger(tmp_path)[len(stages):]
+    second = pd.read_parquet(tmp_path / "runs" / "second" / "w2s" / "trials.parquet")
+    assert len(second) == 3
+    # the same cache: no reference retrained; exactly the students not trained before are trained
+    # (the baseline point repeats the first search's baseline, so its student is reused)
+    assert {t["stage"] for t in new} <= {"student"}
+    expected = set(second["student_key"]) - first_keys
+    assert sorted(t["key"] for t in new) == sorted(expected)
+    assert second["student_key"].iloc[0] in first_keys
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("w2s-sst2")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("w2s.role") == "search"]
+    assert len(parents) == 2
+    for parent in parents:
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+                    and r.data.tags.get("w2s.role") == "trial"]
+        assert len(children) == (2 if parent.data.tags.get("w2s.search_name") == "first" else 3)
+        assert all(c.info.status == "FINISHED" for c in children)
