@@ -55,6 +55,24 @@ class LocalRay:
                  f"--dashboard-port={self.dashboard_port}",
                  "--disable-usage-stats")
 
+    def wait_for_job_agent(self, timeout: float = 120) -> None:
+        """The job server answers before its agent is up; poll until a job can be listed."""
+        import json
+        import urllib.request
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.dashboard}/api/component_activities", timeout=5) as r:
+                    json.loads(r.read())
+                with urllib.request.urlopen(f"{self.dashboard}/api/jobs/", timeout=5) as r:
+                    if r.status == 200:
+                        time.sleep(5)  # the per-node agent registers shortly after the head answers
+                        return
+            except Exception:  # noqa: BLE001 - not ready yet
+                time.sleep(2)
+        raise TimeoutError("Ray job server did not come up")
+
     def add_node(self, num_cpus: int = 1, resources: str = "{}") -> None:
         self.ray("start", f"--address={self.address}", f"--num-cpus={num_cpus}", f"--resources={resources}",
                  "--disable-usage-stats")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -33,12 +36,16 @@ def cluster():
 
 
 def submit(cluster: LocalRay, tmp: Path, data_dir: str, name: str, trials: int) -> str:
+    cluster.wait_for_job_agent()
     proc = cluster.ray(
         "job", "submit", f"--address={cluster.dashboard}", "--",
         "python", "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny", "--space", str(tmp / "space.yaml"),
         "--num-samples", str(trials), "--storage", str(tmp / "runs"), "--name", name, "--data-dir", data_dir,
         "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", check=False, timeout=1500,
     )
+    if proc.returncode != 0 and "No available agent" in proc.stderr:  # agent still registering
+        time.sleep(15)
+        return submit(cluster, tmp, data_dir, name, trials)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     job_id = next(line.split("'")[1] for line in proc.stdout.splitlines() if "submitted successfully" in line)
     status = cluster.ray("job", "status", f"--address={cluster.dashboard}", job_id).stdout
@@ -62,6 +69,11 @@ def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tm
     stages = [t["stage"] for t in ledger(tmp_path)]
     # tiny preset: one weak and one ceiling candidate each, no bootstrap, then one student per trial
     assert sorted(stages) == ["ceiling", "student", "student", "weak"]
+
+    report = subprocess.run([sys.executable, "-m", "w2s_ray.report", str(tmp_path / "runs" / "first"),
+                             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert "logged to MLflow run" in report.stdout
 
     first_keys = {t["key"] for t in ledger(tmp_path)}
     submit(cluster, tmp_path, data_dir, "second", trials=3)
@@ -87,3 +99,13 @@ def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tm
                     and r.data.tags.get("w2s.role") == "trial"]
         assert len(children) == (2 if parent.data.tags.get("w2s.search_name") == "first" else 3)
         assert all(c.info.status == "FINISHED" for c in children)
+        assert any(a.path == "outputs" for a in client.list_artifacts(parent.info.run_id))
+    first = next(p for p in parents if p.data.tags.get("w2s.search_name") == "first")
+    plots = {a.path for a in client.list_artifacts(first.info.run_id, "plots")}
+    assert plots == {"plots/accuracy_vs_size.png", "plots/pgr_per_method.png", "plots/best_so_far.png"}
+    stages = [r for r in runs if r.data.tags.get("w2s.role") == "stage"]
+    assert {r.data.tags["w2s.stage"] for r in stages} == {"weak", "ceiling"}
+    weak_stage = next(r for r in stages if r.data.tags["w2s.stage"] == "weak")
+    assert {a.path for a in client.list_artifacts(weak_stage.info.run_id, "predictions")} >= {"predictions/b.parquet"}
+    trial_run = next(r for r in runs if r.data.tags.get("w2s.role") == "trial")
+    assert client.list_artifacts(trial_run.info.run_id, "checkpoints")
