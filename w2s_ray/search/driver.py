@@ -133,7 +133,10 @@ def init_ray(plan: SearchPlan) -> None:
     import ray
 
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    runtime_env = {"env_vars": env} if env else None
+    # a worker group waiting behind other trials (or an autoscaling node) is not a failure
+    env.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S",
+                   os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "900"))
+    runtime_env = {"env_vars": env}
     if plan.args.address:
         ray.init(address=plan.args.address, runtime_env=runtime_env, log_to_driver=True)
     else:
@@ -234,7 +237,8 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
             select_on=plan.args.select_on,
         )
         callback = tracker.callback(checkpoints=plan.args.checkpoints)
-        grid = make_tuner(plan, ctx, [callback]).fit()
+        from w2s_ray.search.fault_hooks import fault_callbacks  # test hooks only when W2S_FAULT_DIR is set
+        grid = make_tuner(plan, ctx, [callback, *fault_callbacks()]).fit()
         summary = summarize_search(plan, ctx, grid)
         if plan.args.confirm_seeds:
             summary["confirm"] = confirm_seeds(plan, ctx, summary, scaling)
