@@ -7,12 +7,15 @@ DATA="${W2S_DATA_DIR:-../shared/data}"
 CACHE="${W2S_CACHE_DIR:-w2s_cache}"
 TASKS=("${@:-sst2 amazon_polarity sciq}")
 for task in ${TASKS[@]}; do
+  sizes=(--n-a 1000 --n-b 1000 --n-val 300 --n-test 500)
+  # the local SciQ copy has 2,000 questions (validation + test), one binary row each
+  [ "$task" = sciq ] && sizes=(--n-a 700 --n-b 700 --n-val 200 --n-test 400)
   for loss in xent logconf; do
     extra=()
     [ "$loss" = logconf ] && extra=(--aux-coef 0.5 --warmup-frac 0.2)
     python -m w2s_ray.run --task "$task" --data-dir "$DATA" --cache-dir "$CACHE" \
       --weak sentence-transformers/all-MiniLM-L6-v2@L1 --strong sentence-transformers/all-MiniLM-L6-v2 \
-      --n-a 1000 --n-b 1000 --n-val 300 --n-test 500 --max-length 64 \
+      "${sizes[@]}" --max-length 64 \
       --weak-lr 2e-4 --ceiling-lr 5e-5 --lr 5e-5 --epochs 2 --loss "$loss" "${extra[@]}" \
       --seed 0 1 2 --out "docs/results/${task}-${loss}.json" --markdown "docs/results/${task}-${loss}.md"
   done
