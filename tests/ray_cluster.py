@@ -30,6 +30,7 @@ class LocalRay:
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     env: dict = field(default_factory=dict)
+    nodes: list["RayNode"] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -73,17 +74,21 @@ class LocalRay:
                 time.sleep(2)
         raise TimeoutError("Ray job server did not come up")
 
-    def add_node(self, num_cpus: int = 1, resources: str = "{}") -> None:
+    def add_node(self, num_cpus: int = 1, resources: str = "{}") -> "RayNode":
+        """`ray start --address` a worker node on this machine, with its own short temp dir."""
+        node = RayNode(Path(tempfile.mkdtemp(prefix="w2snode-", dir="/tmp")))
+        self.nodes.append(node)
         self.ray("start", f"--address={self.address}", f"--num-cpus={num_cpus}", f"--resources={resources}",
-                 "--disable-usage-stats")
+                 f"--temp-dir={node.temp_dir}", "--disable-usage-stats")
+        return node
 
     def own_processes(self) -> list[psutil.Process]:
         mine = []
-        needle = str(self.temp_dir)
-        for proc in psutil.process_iter(["cmdline", "environ"]):
+        needles = [str(self.temp_dir), *(str(n.temp_dir) for n in self.nodes)]
+        for proc in psutil.process_iter(["cmdline"]):
             try:
                 cmd = " ".join(proc.info["cmdline"] or [])
-                if needle in cmd or f"{self.gcs_port}" in cmd and "ray" in cmd:
+                if any(n in cmd for n in needles) or f"{self.gcs_port}" in cmd and "ray" in cmd:
                     mine.append(proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
@@ -103,4 +108,23 @@ class LocalRay:
             except psutil.NoSuchProcess:
                 pass
         time.sleep(0.5)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        for path in [self.temp_dir, *(n.temp_dir for n in self.nodes)]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class RayNode:
+    """A worker node started by `LocalRay.add_node`, known by its own temp dir."""
+
+    temp_dir: Path
+
+    def raylet(self) -> psutil.Process:
+        """This node's raylet process (its command line names the node's temp dir)."""
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            try:
+                cmd = proc.info["cmdline"] or []
+                if cmd and Path(cmd[0]).name == "raylet" and any(str(self.temp_dir) in a for a in cmd):
+                    return proc
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        raise LookupError(f"no raylet for the node in {self.temp_dir}")

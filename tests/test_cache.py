@@ -60,3 +60,12 @@ def test_ledger_counts_trainings(tmp_path):
     stages = [t["stage"] for t in cache.trainings()]
     assert stages == ["weak", "student"]
     assert cache.trainings()[1]["trial_id"] == "t1"
+
+
+def test_publish_removes_staging_left_by_a_killed_writer(tmp_path):
+    cache = StageCache(tmp_path)
+    stale = cache.staging_dir("ceiling", "k4")  # a writer SIGKILLed before publishing
+    (stale / "half.parquet").write_text("partial")
+    cache.put("ceiling", "k4", lambda d: (d / "metrics.json").write_text("{}"))
+    assert not stale.exists()
+    assert [p.name for p in (tmp_path / "ceiling").iterdir()] == ["k4"]

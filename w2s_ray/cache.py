@@ -96,13 +96,20 @@ class StageCache:
             (built / COMPLETE).write_text(json.dumps({"time": time.time(), "pid": os.getpid()}))
         if (target / COMPLETE).exists():  # somebody else won the race; theirs is identical
             shutil.rmtree(built, ignore_errors=True)
+            self._remove_stale_staging(kind, key)
             return target
         if target.exists():  # stale, incomplete leftover from a crash
             shutil.rmtree(target, ignore_errors=True)
         os.replace(built, target)
+        self._remove_stale_staging(kind, key)
         if self._fs is not None:
             self._upload(kind, key)
         return target
+
+    def _remove_stale_staging(self, kind: str, key: str) -> None:
+        """Staging dirs of writers killed before publishing this key (the entry now exists)."""
+        for leftover in self.path(kind, key).parent.glob(f".{key}.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def staging_dir(self, kind: str, key: str) -> Path:
         """A fresh private directory next to the entry, for a writer that publishes later."""
