@@ -10,6 +10,7 @@ for task in ${TASKS[@]}; do
   sizes=(--n-a 1000 --n-b 1000 --n-val 300 --n-test 500)
   # the local SciQ copy has 2,000 questions (validation + test), one binary row each
   [ "$task" = sciq ] && sizes=(--n-a 700 --n-b 700 --n-val 200 --n-test 400)
+  [ "$task" = rm ] && continue
   for loss in xent logconf; do
     extra=()
     [ "$loss" = logconf ] && extra=(--aux-coef 0.5 --warmup-frac 0.2)
@@ -20,3 +21,12 @@ for task in ${TASKS[@]}; do
       --seed 0 1 2 --out "docs/results/${task}-${loss}.json" --markdown "docs/results/${task}-${loss}.md"
   done
 done
+
+# reduced pairwise reward-modelling run (one seed; see docs/results.md)
+if [[ " ${TASKS[*]} " == *" rm "* ]]; then
+  python -m w2s_ray.run --task rm --data-dir "$DATA" --cache-dir "$CACHE" \
+    --weak sentence-transformers/all-MiniLM-L6-v2@L1 --strong sentence-transformers/all-MiniLM-L6-v2 \
+    --n-a 500 --n-b 500 --n-val 200 --n-test 400 --max-length 96 --weak-lr 2e-4 --ceiling-lr 5e-5 \
+    --lr 5e-5 --epochs 2 --seed 0 --out docs/results/rm-bt.json --markdown docs/results/rm-bt.md
+fi
+python -m w2s_ray.summary docs/results.md docs/results/*.json
