@@ -29,4 +29,4 @@ if [[ " ${TASKS[*]} " == *" rm "* ]]; then
     --n-a 500 --n-b 500 --n-val 200 --n-test 400 --max-length 96 --weak-lr 2e-4 --ceiling-lr 5e-5 \
     --lr 5e-5 --epochs 2 --seed 0 --out docs/results/rm-bt.json --markdown docs/results/rm-bt.md
 fi
-python -m w2s_ray.summary docs/results.md docs/results/*.json
+python -m w2s_ray.summary docs/results.md docs/results/*.json docs/results/search-*.md

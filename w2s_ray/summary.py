@@ -61,12 +61,15 @@ def format_runs(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 
 
 def collate(json_files: list[str]) -> str:
-    """One markdown document from several ``python -m w2s_ray.run --out`` JSON files."""
+    """One markdown document from ``python -m w2s_ray.run --out`` JSON files and search summary.md files."""
     import json
     from pathlib import Path
 
     parts = []
     for path in sorted(json_files):
+        if path.endswith(".md"):  # a search's own summary.md, included as the tool wrote it
+            parts.append(f"### {Path(path).stem}\n\n" + Path(path).read_text())
+            continue
         data = json.loads(Path(path).read_text())
         parts.append(f"### {Path(path).stem}\n\n" + format_runs(data["runs"], data["summary"])
                      + f"\n\ncommand: `python -m w2s_ray.run {' '.join(data['argv'])}`\n")
