@@ -42,8 +42,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--balance", action="store_true", help="balance classes within each split")
     g.add_argument("--val-labels", type=int, default=None,
                    help="cap on GT validation labels used for selection (few-labels setting)")
-    g.add_argument("--cache-dir", default=os.environ.get("W2S_CACHE_DIR", "w2s_cache"),
-                   help="stage cache (local dir or s3://, gs://)")
+    g.add_argument("--cache-dir", default=os.environ.get("W2S_CACHE_DIR"),
+                   help="stage cache, local dir or s3:// / gs:// (default: $W2S_CACHE_DIR, else ./w2s_cache "
+                        "for run and <storage>/cache for search)")
 
 
 def split_sizes(args: argparse.Namespace, default: SplitSizes) -> SplitSizes:

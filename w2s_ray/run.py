@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from w2s_ray.data import prepare_data
 
     prepared = [prepare_data(s.data) for s in specs]  # all data errors surface before training
-    cache = StageCache(args.cache_dir)
+    cache = StageCache(args.cache_dir or "w2s_cache")
     runs = [run_experiment(s, cache, data=d) for s, d in zip(specs, prepared)]
     summary = summarize_runs(runs)
     table = format_runs(runs, summary)

@@ -107,7 +107,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     plan = SearchPlan(
         args=args, task=task.name, kind=task.kind, preset=preset, space=space, data_cfg=data_cfg,
         weak=weak, strong=strong, ladder=ladder, max_bootstrap=max_bootstrap, storage=storage, name=name,
-        cache_uri=os.environ.get("W2S_CACHE_DIR") or f"{storage.rstrip('/')}/cache",
+        cache_uri=normalize(args.cache_dir) if args.cache_dir else f"{storage.rstrip('/')}/cache",
         tracking_uri=tracking_uri, experiment=args.experiment or f"w2s-{task.name}",
         num_samples=args.num_samples or preset.num_samples,
         student_base=base, reference_base=base.replace(epochs=preset.reference_epochs),
