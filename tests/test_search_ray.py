@@ -109,3 +109,37 @@ def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tm
     assert {a.path for a in client.list_artifacts(weak_stage.info.run_id, "predictions")} >= {"predictions/b.parquet"}
     trial_run = next(r for r in runs if r.data.tags.get("w2s.role") == "trial")
     assert client.list_artifacts(trial_run.info.run_id, "checkpoints")
+
+
+@pytest.mark.ray
+@pytest.mark.mlflow_server
+def test_job_submit_search_tracked_on_a_postgres_mlflow_server(cluster, tmp_path, data_dir, mlflow_postgres_server):
+    """The production setup: MLflow server with a PostgreSQL backend, the search submitted as a Ray job."""
+    import mlflow
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    uri = mlflow_postgres_server.uri
+    cluster.wait_for_job_agent()
+    proc = cluster.ray(
+        "job", "submit", f"--address={cluster.dashboard}", "--",
+        "python", "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny", "--space", str(tmp_path / "space.yaml"),
+        "--num-samples", "2", "--storage", str(tmp_path / "runs"), "--name", "pg", "--data-dir", data_dir,
+        "--tracking-uri", uri, check=False, timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("w2s-sst2")
+    runs = client.search_runs([exp.experiment_id], max_results=200)
+    parents = [r for r in runs if r.data.tags.get("w2s.role") == "search" and r.data.tags.get("w2s.search_name") == "pg"]
+    assert len(parents) == 1
+    parent = parents[0].info.run_id
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
+    trials = [r for r in children if r.data.tags.get("w2s.role") == "trial"]
+    stages = [r for r in children if r.data.tags.get("w2s.role") == "stage"]
+    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
+    assert {r.data.tags["w2s.stage"] for r in stages} == {"weak", "ceiling"}
+    weak = next(r for r in stages if r.data.tags["w2s.stage"] == "weak")
+    assert "predictions/b.parquet" in {a.path for a in client.list_artifacts(weak.info.run_id, "predictions")}
+    for trial in trials:
+        assert client.list_artifacts(trial.info.run_id, "checkpoints")
+        assert "student_val_acc" in trial.data.metrics and "train_loss" in trial.data.metrics
