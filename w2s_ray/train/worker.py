@@ -101,7 +101,7 @@ def _weights(model: torch.nn.Module, mode: str) -> dict[str, torch.Tensor]:
 def train_worker(job_dict: dict[str, Any]) -> None:
     """Ray Train ``train_loop_per_worker``; also called directly for in-process runs."""
     job = TrainJob.from_dict(job_dict)
-    ctx = _RayContext() if _in_ray_train() else job_dict.get("_local_context") or _LocalContext()
+    ctx = _RayContext() if _in_ray_train() else _LocalContext()
     run_job(job, ctx)
 
 
