@@ -16,7 +16,8 @@ def fake_search(root):
     out.mkdir(parents=True)
     entry = {"weak_acc": 0.7, "ceiling_acc": 0.8, "student_acc": 0.75, "pgr": 0.5}
     search = {"name": "s", "task": "sst2",
-              "references": {"weak": {"model": "tiny-bert"}, "ceiling": {"model": "tiny-bert"}, "bootstrap": []},
+              "references": {"weak": {"model": "tiny-bert"}, "ceiling": {"model": "tiny-bert"},
+                             "bootstrap": [{"model": "tiny-bert", "key": "k", "test_acc": 0.72}]},
               "rows": {"baseline": {"val": entry, "test": entry}, "best": {"val": entry, "test": entry}}}
     (out / "search.json").write_text(json.dumps(search))
     pd.DataFrame({"trial_id": ["a", "b", "c"], "config/loss": ["xent", "logconf", "xent"],

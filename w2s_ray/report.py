@@ -56,6 +56,11 @@ def plot_accuracy_vs_size(search: dict[str, Any], dest: Path) -> Path:
         ax.scatter([sizes["ceiling"]], [test["ceiling_acc"]], color="black", marker="s")
         ax.scatter([sizes["ceiling"]], [test["student_acc"]], marker="^",
                    color="tab:green" if label == "best" else "tab:orange", label=f"student ({label})")
+    links = search["references"].get("bootstrap", [])
+    for i, link in enumerate(links, start=1):
+        if link.get("test_acc") is not None:
+            ax.scatter([sizes[f"bootstrap_{i}"]], [link["test_acc"]], color="tab:red", marker="D",
+                       label="bootstrap link (weak labels)" if i == 1 else None)
     ax.scatter([], [], color="tab:blue", marker="o", label="weak (GT)")
     ax.scatter([], [], color="black", marker="s", label="ceiling (GT)")
     ax.set_xscale("log")

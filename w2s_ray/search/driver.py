@@ -182,7 +182,8 @@ def compute_shared(plan: SearchPlan, scaling: ScalingSpec):
         ceiling_val_acc=accuracy(ceiling.probs("val")[known], val[known]),
         selection={"weak": {"model": plan.weak, "chosen": weak_choice, "candidates": weak_table},
                    "ceiling": {"model": plan.strong, "chosen": ceil_choice, "candidates": ceil_table},
-                   "bootstrap": [{"model": l.model, "key": l.key} for l in links]},
+                   "bootstrap": [{"model": l.model, "key": l.key, "test_acc": l.metrics["final"].get("test_acc")}
+                                 for l in links]},
     )
 
 
