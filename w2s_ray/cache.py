@@ -117,18 +117,6 @@ class StageCache:
         parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{key}.{uuid.uuid4().hex[:6]}.", dir=parent))
 
-    def clear_partial(self) -> int:
-        """Remove leftover temp dirs and incomplete entries; returns how many were removed."""
-        removed = 0
-        for kind_dir in self.root.iterdir() if self.root.exists() else []:
-            if not kind_dir.is_dir():
-                continue
-            for entry in kind_dir.iterdir():
-                if entry.is_dir() and not (entry / COMPLETE).exists():
-                    shutil.rmtree(entry, ignore_errors=True)
-                    removed += 1
-        return removed
-
     # -- ledger of trainings (for counting, benchmarks and tests) --------
     def record_training(self, stage: str, key: str, **extra: Any) -> None:
         line = json.dumps({"stage": stage, "key": key, "time": time.time(), "pid": os.getpid(), **extra})

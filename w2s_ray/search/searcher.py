@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -37,7 +35,3 @@ def make_searcher(space: SearchSpace, seed: int, max_concurrent: int) -> Concurr
     )
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
-
-def baseline_point(space: SearchSpace) -> dict[str, Any]:
-    """The first baseline point (the paper's xent default) as a trial config."""
-    return space.points_to_evaluate()[0]
