@@ -158,16 +158,17 @@ def scaling_for(plan: SearchPlan) -> ScalingSpec:
                        gpus_per_worker=args.gpus_per_worker)
 
 
-def compute_shared(plan: SearchPlan, scaling: ScalingSpec):
-    """Weak and ceiling (each with its own lr selection on GT validation) and bootstrap links."""
+def compute_shared(plan: SearchPlan, executor):
+    """Weak and ceiling (each with its own lr selection on GT validation) and bootstrap links.
+
+    ``executor`` runs each training: a ``RayTrainExecutor`` in a search, any executor in tests.
+    """
     import numpy as np
 
     from w2s_ray.search.context import SharedStages
     from w2s_ray.stages import Pipeline, labelled_val
-    from w2s_ray.train.executor import RayTrainExecutor
     from w2s_ray.metrics import accuracy
 
-    executor = RayTrainExecutor(plan.train_storage, scaling, plan.args.max_failures)
     pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
     weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.preset.weak_grid)
     ceiling, ceil_choice, ceil_table = pipe.select("ceiling", plan.strong, plan.reference_base,
@@ -184,6 +185,18 @@ def compute_shared(plan: SearchPlan, scaling: ScalingSpec):
                    "ceiling": {"model": plan.strong, "chosen": ceil_choice, "candidates": ceil_table},
                    "bootstrap": [{"model": l.model, "key": l.key, "test_acc": l.metrics["final"].get("test_acc")}
                                  for l in links]},
+    )
+
+
+def search_context(plan: SearchPlan, shared, scaling: ScalingSpec):
+    """What every trial receives: the data, the shared stages and the student settings."""
+    from w2s_ray.search.context import SearchContext
+
+    return SearchContext(
+        data=plan.data, shared=shared, cache_uri=plan.cache_uri, train_storage=plan.train_storage,
+        strong=plan.strong, student_base=plan.student_base, scaling=scaling,
+        max_failures=plan.args.max_failures, val_labels=plan.args.val_labels, min_gap=plan.args.min_gap,
+        select_on=plan.args.select_on,
     )
 
 
@@ -220,29 +233,25 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
     """Run a validated plan end to end; returns the summary written to storage."""
     import ray
 
-    from w2s_ray.search.context import SearchContext
     from w2s_ray.search.outputs import confirm_seeds, summarize_search, write_outputs
     from w2s_ray.tracking import SearchTracker
+    from w2s_ray.train.executor import RayTrainExecutor
 
     init_ray(plan)
     try:
         tracker = SearchTracker(plan.tracking_uri, plan.experiment, plan.name, plan.exp_path)
         tracker.start(params=_search_params(plan), tags=_search_tags(plan))
         scaling = scaling_for(plan)
-        shared = compute_shared(plan, scaling)
+        executor = RayTrainExecutor(plan.train_storage, scaling, plan.args.max_failures)
+        shared = compute_shared(plan, executor)
         _log_stages(tracker, shared)
-        ctx = SearchContext(
-            data=plan.data, shared=shared, cache_uri=plan.cache_uri, train_storage=plan.train_storage,
-            strong=plan.strong, student_base=plan.student_base, scaling=scaling,
-            max_failures=plan.args.max_failures, val_labels=plan.args.val_labels, min_gap=plan.args.min_gap,
-            select_on=plan.args.select_on,
-        )
+        ctx = search_context(plan, shared, scaling)
         callback = tracker.callback(checkpoints=plan.args.checkpoints)
         from w2s_ray.search.fault_hooks import fault_callbacks  # test hooks only when W2S_FAULT_DIR is set
         grid = make_tuner(plan, ctx, [callback, *fault_callbacks()]).fit()
         summary = summarize_search(plan, ctx, grid)
         if plan.args.confirm_seeds:
-            summary["confirm"] = confirm_seeds(plan, ctx, summary, scaling)
+            summary["confirm"] = confirm_seeds(plan, ctx, summary, executor)
         outputs = write_outputs(plan, summary, grid)
         unlogged = tracker.finish(summary=summary["final_metrics"], best_config=summary["best_config"],
                                   artifacts={"outputs": outputs})

@@ -114,14 +114,15 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def confirm_seeds(plan, ctx, report: dict[str, Any], scaling) -> dict[str, Any]:
-    """Retrain best and baseline on K further seeds (fresh splits and references); test PGR mean ± std."""
+def confirm_seeds(plan, ctx, report: dict[str, Any], executor) -> dict[str, Any]:
+    """Retrain best and baseline on K further seeds (fresh splits and references); test PGR mean ± std.
+
+    The seeds are ``seed + 1 … seed + K``; ``executor`` runs each training (cached stages are reused).
+    """
     from w2s_ray.data import prepare_data
     from w2s_ray.search.trainable import student_config
     from w2s_ray.stages import Pipeline
-    from w2s_ray.train.executor import RayTrainExecutor
 
-    executor = RayTrainExecutor(plan.train_storage, scaling, plan.args.max_failures)
     per_label: dict[str, list[dict]] = {label: [] for label in report["rows"]}
     for seed in range(plan.args.seed + 1, plan.args.seed + 1 + plan.args.confirm_seeds):
         data = prepare_data(replace(plan.data_cfg, seed=seed))

@@ -1,0 +1,80 @@
+"""``--confirm-seeds K``: best config and baseline retrained on K fresh seeds, test PGR mean ± std.
+
+Runs the search's own shared-stage and confirmation code in-process (tiny random models, real
+sst2 rows); Ray Train only changes where each training runs, which the Ray tests cover.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from w2s_ray.cache import StageCache
+from w2s_ray.search.cli import build_parser
+from w2s_ray.search.driver import compute_shared, plan_search, search_context
+from w2s_ray.search.outputs import confirm_seeds
+from w2s_ray.train.executor import LocalExecutor, ScalingSpec
+
+SPACE = textwrap.dedent(
+    """\
+    task: sst2
+    params:
+      lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
+      epochs: {fixed: 1}
+      loss: {type: categorical, choices: [xent, logconf]}
+      aux_coef: {type: float, low: 0.1, high: 1.0, when: {loss: logconf}}
+    baseline:
+      - {loss: xent, lr: 5.0e-4}
+    """
+)
+ROWS = {
+    "baseline": {"config": {"loss": "xent", "lr": 5e-4, "epochs": 1}},
+    "best": {"config": {"loss": "logconf", "lr": 1e-3, "epochs": 1, "aux_coef": 0.5}},
+}
+
+
+@pytest.fixture
+def plan(tmp_path, data_dir, model_cache):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    args = build_parser().parse_args([
+        "--task", "sst2", "--preset", "tiny", "--space", str(space), "--data-dir", data_dir,
+        "--storage", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+        "--seed", "0", "--confirm-seeds", "2",
+    ])
+    return plan_search(args)
+
+
+def test_confirm_seeds_retrains_best_and_baseline_on_fresh_seeds(plan):
+    executor = LocalExecutor()
+    cache = StageCache(plan.cache_uri)
+    shared = compute_shared(plan, executor)
+    ctx = search_context(plan, shared, ScalingSpec())
+    before = cache.trainings()
+    assert sorted(t["stage"] for t in before) == ["ceiling", "weak"]
+
+    out = confirm_seeds(plan, ctx, {"rows": ROWS}, executor)
+
+    new = cache.trainings()[len(before):]
+    # per further seed: its own weak and ceiling (fresh splits), then one student per config
+    assert sorted(t["stage"] for t in new) == sorted(["weak", "ceiling", "student", "student"] * 2)
+    weak_keys = {t["key"] for t in cache.trainings() if t["stage"] == "weak"}
+    assert len(weak_keys) == 3  # seeds 0, 1, 2 never share a weak model
+    assert out["seeds"] == 2 and set(out["per_seed"]) == {"baseline", "best"}
+    for label, runs in out["per_seed"].items():
+        assert len(runs) == 2 and all(r["split"] == "test" for r in runs)
+        stats = out["stats"][label]
+        students = [r["student_acc"] for r in runs]
+        assert stats["student_acc"]["mean"] == pytest.approx(np.mean(students))
+        assert stats["student_acc"]["std"] == pytest.approx(np.std(students, ddof=1))
+        defined = [r["pgr"] for r in runs if r["pgr"] is not None]
+        assert stats["pgr_undefined"] == 2 - len(defined)
+        assert stats["pgr"]["n"] == len(defined)
+        assert f"| {label} |" in out["table"]
+    assert "confirmation on 2 further seeds (test split)" in out["table"]
+
+    again = confirm_seeds(plan, ctx, {"rows": ROWS}, executor)
+    assert cache.trainings()[len(before) + len(new):] == []  # everything reused from the cache
+    assert again["stats"] == out["stats"]
