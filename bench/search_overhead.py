@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from w2s_ray.search.presets import get_preset
+from w2s_ray.tasks import get_task
 
 
 def timed(cmd: list[str], env: dict) -> float:
@@ -51,7 +52,7 @@ def main() -> None:
     wall_search = timed(search, env)
     ledger = [json.loads(x) for x in (work / "cache" / "ledger.jsonl").read_text().splitlines() if x.strip()]
     train_seconds = sum(entry["seconds"] for entry in ledger)
-    sizes = preset.sizes
+    sizes = preset.sizes_for(get_task(args.task).kind)
     naive = [sys.executable, "-m", "w2s_ray.run", "--task", args.task, "--data-dir", args.data_dir,
              "--weak", preset.weak, "--strong", preset.strong, "--n-a", str(sizes.a), "--n-b", str(sizes.b),
              "--n-val", str(sizes.val), "--n-test", str(sizes.test), "--max-length", str(preset.max_length),

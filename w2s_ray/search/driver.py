@@ -99,7 +99,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     tracking_uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
     check_tracking_uri(tracking_uri)
     data_cfg = DataConfig(task=task.name, data_dir=resolve_data_dir(args.data_dir),
-                          sizes=split_sizes(args, preset.sizes), seed=args.seed, balance=args.balance,
+                          sizes=split_sizes(args, preset.sizes_for(task.kind)), seed=args.seed, balance=args.balance,
                           task_options=key_values(args.task_option, "--task-option"))
     base = TrainConfig(batch_size=preset.batch_size, max_length=preset.max_length, seed=args.seed,
                        loss=LOSS_DEFAULT[task.kind])

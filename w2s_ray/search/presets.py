@@ -30,6 +30,11 @@ class Preset:
     use_gpu: bool = False
     val_labels: int | None = None
     ladder: tuple[str, ...] | None = None  # overrides the space file's bootstrap ladder
+    pairwise_sizes: SplitSizes | None = None  # pairwise tasks train on two texts per example
+
+    def sizes_for(self, kind: str) -> SplitSizes:
+        """Split sizes for a task kind (``classify`` or ``pairwise``)."""
+        return self.pairwise_sizes if kind == "pairwise" and self.pairwise_sizes is not None else self.sizes
 
 
 PRESETS: dict[str, Preset] = {
@@ -40,6 +45,7 @@ PRESETS: dict[str, Preset] = {
             description="offline MiniLM ladder (@L1 weak → 6 layers strong); ~15 min on 2 CPU cores",
             weak=f"{MINILM}@L1", strong=MINILM,
             sizes=SplitSizes(a=600, b=600, val=300, test=500), max_length=64, batch_size=32, num_samples=6,
+            pairwise_sizes=SplitSizes(a=300, b=300, val=200, test=400),
             weak_grid=[{"lr": 2e-4}, {"lr": 5e-4}], ceiling_grid=[{"lr": 5e-5}, {"lr": 1e-4}],
         ),
         Preset(

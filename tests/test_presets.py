@@ -1,0 +1,40 @@
+"""Presets: every entry is usable, and pairwise tasks get their own (smaller) split sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from w2s_ray.search.cli import build_parser
+from w2s_ray.search.driver import plan_search
+from w2s_ray.search.presets import PRESETS, get_preset
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_is_complete(name):
+    preset = get_preset(name)
+    assert preset.weak_grid and preset.ceiling_grid and preset.num_samples >= 1
+    for kind in ("classify", "pairwise"):
+        sizes = preset.sizes_for(kind)
+        assert min(sizes.a, sizes.b, sizes.val, sizes.test) > 0
+
+
+def test_quick_preset_sizes_rm_by_pairs_and_sst2_by_examples(tmp_path, data_dir):
+    quick = get_preset("quick")
+    assert quick.sizes_for("pairwise") != quick.sizes_for("classify")
+
+    def plan(task: str):
+        return plan_search(build_parser().parse_args([
+            "--task", task, "--preset", "quick", "--data-dir", data_dir, "--storage", str(tmp_path / "runs"),
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]))
+
+    for task, kind in (("rm", "pairwise"), ("sst2", "classify")):
+        p = plan(task)
+        expected = quick.sizes_for(kind)
+        assert p.kind == kind
+        assert {s: len(p.data.splits[s].ids) for s in ("a", "b", "val", "test")} == \
+            {"a": expected.a, "b": expected.b, "val": expected.val, "test": expected.test}
+    # an explicit size option still wins over the preset's
+    explicit = plan_search(build_parser().parse_args([
+        "--task", "rm", "--preset", "quick", "--data-dir", data_dir, "--storage", str(tmp_path / "runs"),
+        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--n-a", "120"]))
+    assert len(explicit.data.splits["a"].ids) == 120
