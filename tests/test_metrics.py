@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from w2s_ray.errors import UserError
-from w2s_ray.metrics import PGR, Misfit, accuracy, agreement, format_pgr_summary, misfit, pgr, summarize_pgr
+from w2s_ray.metrics import PGR, Misfit, accuracy, agreement, misfit, pgr
 
 
 def test_accuracy_hard_and_soft_labels():
@@ -117,25 +117,3 @@ def test_misfit_is_zero_for_identical_predictions_and_finite_at_certainty():
     hard = misfit([0.0, 1.0], [1.0, 0.0], eps=1e-6)
     assert math.isfinite(hard.mean_kl) and hard.mean_kl > 10
     assert hard.disagreement == 1.0
-
-
-def test_summarize_pgr_over_seeds():
-    values = [PGR(0.2, None, 0.1), PGR(None, "ceiling − weak gap 0.01 < 0.02: PGR undefined", 0.01), PGR(0.4, None, 0.1), PGR(0.6, None, 0.1)]
-    s = summarize_pgr(values)
-    assert s["mean"] == pytest.approx(0.4)
-    # sample std of 0.2, 0.4, 0.6: sqrt((0.04 + 0 + 0.04) / 2) = 0.2
-    assert s["std"] == pytest.approx(0.2)
-    assert (s["n"], s["n_defined"], s["n_undefined"]) == (4, 3, 1)
-    assert s["reasons"] == ["ceiling − weak gap 0.01 < 0.02: PGR undefined"]
-    assert format_pgr_summary(s) == "0.400 ± 0.200 (n=3; 1 undefined)"
-
-
-def test_summarize_pgr_all_undefined_and_single():
-    s = summarize_pgr([pgr(0.5, 0.5, 0.505), pgr(0.5, 0.5, 0.49)])
-    assert s["mean"] is None and s["std"] is None and s["n_undefined"] == 2
-    assert len(s["reasons"]) == 2 and all("PGR undefined" in r for r in s["reasons"])
-    assert format_pgr_summary(s) == "undefined (2/2 seeds)"
-    one = summarize_pgr([pgr(0.6, 0.7, 0.8)])
-    assert one["mean"] == pytest.approx(0.5) and one["std"] is None
-    assert format_pgr_summary(one) == "0.500 (n=1)"
-    assert json.loads(json.dumps(one)) == one

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -120,39 +120,3 @@ def misfit(student_probs: np.ndarray, weak_probs: np.ndarray, eps: float = 1e-6)
     s, w = _as_pair(student_probs, weak_probs, "misfit")
     s_c, w_c = np.clip(s, eps, 1.0 - eps), np.clip(w, eps, 1.0 - eps)
     return Misfit(mean_kl=float(np.mean(_bernoulli_kl(w_c, s_c))), disagreement=1.0 - agreement(s, w))
-
-
-def summarize_pgr(values: Sequence[PGR]) -> dict[str, Any]:
-    """Summary over seeds: mean and sample std (ddof=1) of the defined PGRs, and the undefined.
-
-    Returns ``{"mean", "std", "n", "n_defined", "n_undefined", "reasons"}``; ``mean`` is None
-    when no PGR is defined, ``std`` is None with fewer than two defined values, ``reasons``
-    lists the reasons of the undefined ones in order.
-    """
-    defined = [v.value for v in values if v.value is not None]
-    reasons = [v.reason or "undefined" for v in values if v.value is None]
-    mean = float(np.mean(defined)) if defined else None
-    std = float(np.std(defined, ddof=1)) if len(defined) >= 2 else None
-    return {
-        "mean": mean,
-        "std": std,
-        "n": len(values),
-        "n_defined": len(defined),
-        "n_undefined": len(reasons),
-        "reasons": reasons,
-    }
-
-
-def format_pgr_summary(summary: dict[str, Any], digits: int = 3) -> str:
-    """One table cell for ``summarize_pgr``'s output, e.g. ``0.412 ± 0.051 (n=3)``,
-    ``0.400 (n=1; 2 undefined)`` or ``undefined (3/3 seeds)``."""
-    n, n_def, n_undef = summary["n"], summary["n_defined"], summary["n_undefined"]
-    if summary["mean"] is None:
-        return f"undefined ({n_undef}/{n} seeds)"
-    text = f"{summary['mean']:.{digits}f}"
-    if summary["std"] is not None:
-        text += f" ± {summary['std']:.{digits}f}"
-    text += f" (n={n_def}"
-    if n_undef:
-        text += f"; {n_undef} undefined"
-    return text + ")"

@@ -10,6 +10,7 @@ METRICS = ("weak_acc", "student_acc", "ceiling_acc", "student_weak_agreement", "
 
 
 def mean_std(values: list[float]) -> dict[str, float | int]:
+    """Mean and sample std (ddof=1; 0 for one value) of the finite values, and how many there were."""
     arr = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=float)
     if len(arr) == 0:
         return {"mean": float("nan"), "std": float("nan"), "n": 0}

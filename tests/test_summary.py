@@ -1,0 +1,47 @@
+"""Result tables over seeds: mean ± std, and PGR over the seeds where it is defined."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from w2s_ray.summary import fmt_pgr, format_runs, mean_std, summarize_runs
+
+GAP_REASON = "ceiling − weak gap 0.01 < 0.02: PGR undefined"
+
+
+def run(seed: int, pgr: float | None, student: float) -> dict:
+    entry = {"weak_acc": 0.6, "student_acc": student, "ceiling_acc": 0.8, "student_weak_agreement": 0.9,
+             "misfit_kl": 0.05, "pgr": pgr, "pgr_reason": None if pgr is not None else GAP_REASON}
+    return {"task": "sst2", "weak_model": "w", "strong_model": "s", "loss": "xent", "seed": seed,
+            "val": dict(entry), "test": dict(entry), "ood": {"imdb": dict(entry)}}
+
+
+def test_mean_std_is_sample_std_and_skips_missing():
+    assert mean_std([0.2, 0.4, 0.6]) == {"mean": pytest.approx(0.4), "std": pytest.approx(0.2), "n": 3}
+    assert mean_std([0.5, None, float("nan")]) == {"mean": 0.5, "std": 0.0, "n": 1}
+    empty = mean_std([])
+    assert empty["n"] == 0 and math.isnan(empty["mean"])
+
+
+def test_pgr_averages_defined_seeds_and_counts_undefined():
+    runs = [run(0, 0.2, 0.64), run(1, None, 0.70), run(2, 0.4, 0.68), run(3, 0.6, 0.72)]
+    summary = summarize_runs(runs)
+    assert set(summary) == {"val", "test", "ood:imdb"}
+    test = summary["test"]
+    assert test["pgr"] == {"mean": pytest.approx(0.4), "std": pytest.approx(0.2), "n": 3}
+    assert test["student_acc"]["mean"] == pytest.approx(0.685) and test["student_acc"]["n"] == 4
+    assert test["pgr_undefined"] == 1 and test["pgr_reasons"] == [GAP_REASON]
+    assert fmt_pgr(test, len(runs)) == "0.400 ± 0.200 (1/4 seeds undefined)"
+
+
+def test_all_undefined_says_why_and_single_seed_has_no_std():
+    undefined = summarize_runs([run(0, None, 0.6), run(1, None, 0.6)])["val"]
+    assert fmt_pgr(undefined, 2) == f"undefined ({GAP_REASON})"
+    single = summarize_runs([run(0, 0.5, 0.7)])
+    assert fmt_pgr(single["val"], 1) == "0.500"
+    table = format_runs([run(0, 0.5, 0.7)], single)
+    assert table.splitlines()[0].startswith("task `sst2` · weak `w` → strong `s` · loss `xent`")
+    assert "| test | 0.600 | 0.800 | 0.700 | 0.500 | 0.900 | 0.050 |" in table
+    assert "| ood:imdb |" in table
