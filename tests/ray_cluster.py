@@ -16,6 +16,20 @@ from pathlib import Path
 import psutil
 
 
+def tiny_space(epochs: int = 1) -> str:
+    """The small sst2 search space the Ray tests search (tiny preset): lr, xent vs logconf."""
+    return f"""\
+task: sst2
+params:
+  lr: {{type: float, low: 1.0e-4, high: 1.0e-3, log: true}}
+  epochs: {{fixed: {epochs}}}
+  loss: {{type: categorical, choices: [xent, logconf]}}
+  aux_coef: {{type: float, low: 0.1, high: 1.0, when: {{loss: logconf}}}}
+baseline:
+  - {{loss: xent, lr: 5.0e-4}}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,29 +6,17 @@ sst2 rows); Ray Train only changes where each training runs, which the Ray tests
 
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import pytest
 
+from tests.ray_cluster import tiny_space
 from w2s_ray.cache import StageCache
 from w2s_ray.search.cli import build_parser
 from w2s_ray.search.driver import compute_shared, plan_search, search_context
 from w2s_ray.search.outputs import confirm_seeds
 from w2s_ray.train.executor import LocalExecutor, ScalingSpec
 
-SPACE = textwrap.dedent(
-    """\
-    task: sst2
-    params:
-      lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
-      epochs: {fixed: 1}
-      loss: {type: categorical, choices: [xent, logconf]}
-      aux_coef: {type: float, low: 0.1, high: 1.0, when: {loss: logconf}}
-    baseline:
-      - {loss: xent, lr: 5.0e-4}
-    """
-)
+SPACE = tiny_space(epochs=1)
 ROWS = {
     "baseline": {"config": {"loss": "xent", "lr": 5e-4, "epochs": 1}},
     "best": {"config": {"loss": "logconf", "lr": 1e-3, "epochs": 1, "aux_coef": 0.5}},

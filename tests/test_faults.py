@@ -20,23 +20,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.ray_cluster import LocalRay
+from tests.ray_cluster import LocalRay, tiny_space
 from w2s_ray.cache import COMPLETE, StageCache
 from w2s_ray.faults import InjectedFault, arm, fired_path
 
 REPO = Path(__file__).resolve().parents[1]
 TRIALS = 2
 # epochs fixed at 2, so "after epoch 1" is the middle of a student's training
-SPACE = """\
-task: sst2
-params:
-  lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
-  epochs: {fixed: 2}
-  loss: {type: categorical, choices: [xent, logconf]}
-  aux_coef: {type: float, low: 0.1, high: 1.0, when: {loss: logconf}}
-baseline:
-  - {loss: xent, lr: 5.0e-4}
-"""
+SPACE = tiny_space(epochs=2)
 
 
 @pytest.fixture(scope="module")

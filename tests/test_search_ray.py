@@ -11,18 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.ray_cluster import LocalRay
+from tests.ray_cluster import LocalRay, tiny_space
 
-SPACE = """\
-task: sst2
-params:
-  lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
-  epochs: {fixed: 1}
-  loss: {type: categorical, choices: [xent, logconf]}
-  aux_coef: {type: float, low: 0.1, high: 1.0, when: {loss: logconf}}
-baseline:
-  - {loss: xent, lr: 5.0e-4}
-"""
+SPACE = tiny_space(epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +47,19 @@ def submit(cluster: LocalRay, tmp: Path, data_dir: str, name: str, trials: int) 
 def ledger(tmp: Path) -> list[dict]:
     lines = (tmp / "runs" / "cache" / "ledger.jsonl").read_text().splitlines()
     return [json.loads(x) for x in lines if x.strip()]
+
+
+ASHA_SPACE = tiny_space(epochs=3)
+
+
+def optuna_states(search_dir: Path) -> dict[str, tuple[str, float | None]]:
+    """Trial id → (Optuna state, value), read from the searcher state Tune saved with the search."""
+    import pickle
+
+    [path] = search_dir.glob("searcher-state-*.pkl")
+    state = pickle.loads(path.read_bytes())
+    study, trials = state["_ot_study"], state["_ot_trials"]
+    return {tid: (study.trials[t.number].state.name, study.trials[t.number].value) for tid, t in trials.items()}
 
 
 @pytest.mark.ray
@@ -113,20 +117,40 @@ def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tm
 
 @pytest.mark.ray
 @pytest.mark.mlflow_server
-def test_job_submit_search_tracked_on_a_postgres_mlflow_server(cluster, tmp_path, data_dir, mlflow_postgres_server):
-    """The production setup: MLflow server with a PostgreSQL backend, the search submitted as a Ray job."""
+def test_job_submit_asha_search_tracked_on_a_postgres_mlflow_server(cluster, tmp_path, data_dir, mlflow_postgres_server):
+    """The production setup (MLflow server on PostgreSQL, the search a Ray job), with ASHA early stopping.
+
+    Trials ASHA stops at its first rung must reach Optuna as PRUNED, never as COMPLETE with a
+    truncated value, and be marked as stopped early in MLflow.
+    """
     import mlflow
 
-    (tmp_path / "space.yaml").write_text(SPACE)
+    (tmp_path / "space.yaml").write_text(ASHA_SPACE)
     uri = mlflow_postgres_server.uri
     cluster.wait_for_job_agent()
     proc = cluster.ray(
         "job", "submit", f"--address={cluster.dashboard}", "--",
         "python", "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny", "--space", str(tmp_path / "space.yaml"),
-        "--num-samples", "2", "--storage", str(tmp_path / "runs"), "--name", "pg", "--data-dir", data_dir,
+        "--num-samples", "4", "--asha", "--storage", str(tmp_path / "runs"), "--name", "pg", "--data-dir", data_dir,
         "--tracking-uri", uri, check=False, timeout=1500,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    trials = pd.read_parquet(tmp_path / "runs" / "pg" / "w2s" / "trials.parquet")
+    assert len(trials) == 4
+    finished = trials["final"].fillna(0) == 1
+    # seeded on CPU: ASHA stops one trial at its first rung (the baseline, first, always finishes)
+    assert (~finished).any(), trials[["trial_id", "training_iteration", "objective"]]
+    assert trials.sort_values("trial_id").iloc[0]["final"] == 1
+    states = optuna_states(tmp_path / "runs" / "pg")
+    assert set(states) == set(trials["trial_id"])
+    for _, row in trials.iterrows():
+        state, value = states[row["trial_id"]]
+        if row["final"] == 1:
+            assert state == "COMPLETE" and value == pytest.approx(row["objective"])
+        else:
+            assert state == "PRUNED" and row["training_iteration"] < 4
+
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name("w2s-sst2")
     runs = client.search_runs([exp.experiment_id], max_results=200)
@@ -134,12 +158,18 @@ def test_job_submit_search_tracked_on_a_postgres_mlflow_server(cluster, tmp_path
     assert len(parents) == 1
     parent = parents[0].info.run_id
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
-    trials = [r for r in children if r.data.tags.get("w2s.role") == "trial"]
+    trial_runs = {r.data.tags["w2s.trial_id"]: r for r in children if r.data.tags.get("w2s.role") == "trial"}
     stages = [r for r in children if r.data.tags.get("w2s.role") == "stage"]
-    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
+    assert set(trial_runs) == set(trials["trial_id"])
+    assert all(r.info.status == "FINISHED" for r in trial_runs.values())
     assert {r.data.tags["w2s.stage"] for r in stages} == {"weak", "ceiling"}
     weak = next(r for r in stages if r.data.tags["w2s.stage"] == "weak")
     assert "predictions/b.parquet" in {a.path for a in client.list_artifacts(weak.info.run_id, "predictions")}
-    for trial in trials:
-        assert client.list_artifacts(trial.info.run_id, "checkpoints")
-        assert "student_val_acc" in trial.data.metrics and "train_loss" in trial.data.metrics
+    for _, row in trials.iterrows():
+        run = trial_runs[row["trial_id"]]
+        assert "train_loss" in run.data.metrics  # per-epoch metrics, also from a trial stopped early
+        if row["final"] == 1:
+            assert "student_val_acc" in run.data.metrics and "w2s.stopped_early" not in run.data.tags
+            assert client.list_artifacts(run.info.run_id, "checkpoints")
+        else:
+            assert run.data.tags.get("w2s.stopped_early") == "true"

@@ -191,7 +191,9 @@ class MLflowTrialCallback(Callback):
                 (err_dir / "error.txt").write_text(full)
                 self.client.log_artifact(run, err_dir / "error.txt", remove_after=err_dir)
             self._errored.add(trial.trial_id)
-        elif trial.trial_id in self._errored:  # a restarted trial that now succeeded
+        elif not (trial.last_result or {}).get("final"):
+            tags["w2s.stopped_early"] = "true"  # e.g. by ASHA: told to Optuna as PRUNED, no final metrics
+        if status != "FAILED" and trial.trial_id in self._errored:  # a restarted trial that now succeeded
             self.client.delete_tag(run, "w2s.error")
             self._errored.discard(trial.trial_id)
         if self.checkpoints == "best":
