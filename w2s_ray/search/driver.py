@@ -140,7 +140,9 @@ def init_ray(plan: SearchPlan) -> None:
     if plan.args.address:
         ray.init(address=plan.args.address, runtime_env=runtime_env, log_to_driver=True)
     else:
-        ray.init(include_dashboard=False, runtime_env=runtime_env)
+        from w2s_ray.search.worker_logs import SETUP_HOOK
+
+        ray.init(include_dashboard=False, runtime_env={**runtime_env, "worker_process_setup_hook": SETUP_HOOK})
 
 
 def scaling_for(plan: SearchPlan) -> ScalingSpec:
