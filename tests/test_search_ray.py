@@ -141,7 +141,8 @@ def test_job_submit_asha_search_tracked_on_a_postgres_mlflow_server(cluster, tmp
     finished = trials["final"].fillna(0) == 1
     # seeded on CPU: ASHA stops one trial at its first rung (the baseline, first, always finishes)
     assert (~finished).any(), trials[["trial_id", "training_iteration", "objective"]]
-    assert trials.sort_values("trial_id").iloc[0]["final"] == 1
+    baseline = trials[(trials["config/loss"] == "xent") & (trials["config/lr"] == 5e-4)]
+    assert len(baseline) == 1 and baseline["final"].iloc[0] == 1
     states = optuna_states(tmp_path / "runs" / "pg")
     assert set(states) == set(trials["trial_id"])
     for _, row in trials.iterrows():
