@@ -23,7 +23,7 @@ from w2s_ray.errors import UserError
 from w2s_ray.search.presets import Preset, get_preset
 from w2s_ray.search.space import SearchSpace, default_space_path, load_space
 from w2s_ray.search.storage import check_writable, is_remote, normalize
-from w2s_ray.train.executor import ScalingSpec
+from w2s_ray.train.executor import Executor, ScalingSpec
 
 TRIAL_CPU = 0.01  # a trial's own process only launches a TorchTrainer and waits
 FORWARDED_ENV = ("W2S_FAULT_DIR", "W2S_DATA_DIR", "W2S_MODEL_CACHE", "HF_HUB_OFFLINE", "HF_HOME",
@@ -160,7 +160,7 @@ def scaling_for(plan: SearchPlan) -> ScalingSpec:
                        gpus_per_worker=args.gpus_per_worker)
 
 
-def compute_shared(plan: SearchPlan, executor):
+def compute_shared(plan: SearchPlan, executor: Executor):
     """Weak and ceiling (each with its own lr selection on GT validation) and bootstrap links.
 
     ``executor`` runs each training: a ``RayTrainExecutor`` in a search, any executor in tests.

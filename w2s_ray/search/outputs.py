@@ -16,6 +16,7 @@ from w2s_ray.cache import StageCache
 from w2s_ray.results import compare
 from w2s_ray.stages import StageResult
 from w2s_ray.summary import mean_std
+from w2s_ray.train.executor import Executor
 
 
 def _trial_frame(grid) -> pd.DataFrame:
@@ -114,7 +115,7 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def confirm_seeds(plan, ctx, report: dict[str, Any], executor) -> dict[str, Any]:
+def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict[str, Any]:
     """Retrain best and baseline on K further seeds (fresh splits and references); test PGR mean ± std.
 
     The seeds are ``seed + 1 … seed + K``; ``executor`` runs each training (cached stages are reused).
