@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from w2s_ray.errors import UserError
-from w2s_ray.metrics import PGR, Misfit, accuracy, agreement, misfit, pgr
+from w2s_ray.metrics import PGR, Misfit, accuracy, agreement, gap_standard_error, misfit, pgr
 
 
 def test_accuracy_hard_and_soft_labels():
@@ -83,6 +83,42 @@ def test_pgr_rejects_bad_min_gap(bad):
         pgr(0.5, 0.6, 0.7, min_gap=bad)
 
 
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), True])
+def test_pgr_rejects_bad_gap_z(bad):
+    with pytest.raises(UserError, match="gap_z"):
+        pgr(0.5, 0.6, 0.7, gap_se=0.01, gap_z=bad)
+
+
+def test_gap_standard_error_is_paired():
+    labels = [1, 1, 1, 1, 0, 0, 0, 0]
+    weak = [0.9, 0.9, 0.2, 0.2, 0.1, 0.1, 0.1, 0.8]     # right on 0, 1, 4, 5, 6
+    ceiling = [0.9, 0.9, 0.9, 0.2, 0.1, 0.1, 0.1, 0.1]  # right on 0, 1, 2, 4, 5, 6, 7
+    # d = ceiling right - weak right = [0, 0, 1, 0, 0, 0, 0, 1]: mean 1/4, sample var 1/4 * 3/4 * 8/7
+    expected = math.sqrt((0.25 * 0.75 * 8 / 7) / 8)
+    assert gap_standard_error(weak, ceiling, labels) == pytest.approx(expected)
+    # models that agree everywhere have no gap noise at all
+    assert gap_standard_error(weak, weak, labels) == 0.0
+    # too few examples to estimate a spread
+    assert gap_standard_error([0.9], [0.1], [1]) == math.inf
+    with pytest.raises(ValueError, match="examples"):
+        gap_standard_error([0.9, 0.1], [0.1], [1, 0])
+
+
+def test_pgr_undefined_when_the_gap_is_within_noise():
+    # gap 0.04 passes min_gap 0.02, but with a standard error of 0.035 it is noise at z = 2
+    r = pgr(weak=0.50, student=0.57, ceiling=0.54, min_gap=0.02, gap_se=0.035)
+    assert r.value is None and r.gap_se == pytest.approx(0.035)
+    assert r.reason == "ceiling − weak gap 0.04 < 2 × its standard error 0.035 (within noise): PGR undefined"
+    # the same gap with a small standard error, or with the check turned off, is defined
+    assert pgr(0.50, 0.57, 0.54, gap_se=0.015).value == pytest.approx(1.75)
+    assert pgr(0.50, 0.57, 0.54, gap_se=0.035, gap_z=0).value == pytest.approx(1.75)
+    assert pgr(0.50, 0.57, 0.54, gap_se=0.035, gap_z=1.0).value == pytest.approx(1.75)
+    # exactly z standard errors counts as defined (the boundary is inclusive, like min_gap's)
+    assert pgr(0.50, 0.52, 0.54, gap_se=0.02).value == pytest.approx(0.5)
+    # without a standard error only min_gap applies
+    assert pgr(0.50, 0.57, 0.54).value == pytest.approx(1.75)
+
+
 def test_pgr_non_finite_scores_are_undefined():
     r = pgr(0.5, float("nan"), 0.7)
     assert r.value is None and "non-finite" in r.reason
@@ -90,7 +126,7 @@ def test_pgr_non_finite_scores_are_undefined():
 
 def test_pgr_to_dict_is_json():
     d = pgr(0.7, 0.75, 0.704).to_dict()
-    assert set(d) == {"value", "reason", "gap"}
+    assert set(d) == {"value", "reason", "gap", "gap_se"}
     assert json.loads(json.dumps(d))["value"] is None
 
 

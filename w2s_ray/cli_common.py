@@ -7,6 +7,7 @@ import os
 
 from w2s_ray.config import SplitSizes
 from w2s_ray.errors import UserError
+from w2s_ray.metrics import GAP_Z
 
 
 def key_values(pairs: list[str] | None, what: str) -> dict[str, object]:
@@ -45,6 +46,14 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", default=os.environ.get("W2S_CACHE_DIR"),
                    help="stage cache, local dir or s3:// / gs:// (default: $W2S_CACHE_DIR, else ./w2s_cache "
                         "for run and <storage>/cache for search)")
+
+
+def add_gap_args(group: argparse._ArgumentGroup) -> None:
+    """``--min-gap`` and ``--gap-z``: when the weak-ceiling gap is too small for PGR to mean anything."""
+    group.add_argument("--min-gap", type=float, default=0.02, help="PGR is undefined below this ceiling−weak gap")
+    group.add_argument("--gap-z", type=float, default=GAP_Z,
+                       help="PGR is also undefined when ceiling−weak is within this many paired standard errors "
+                            f"of zero on the labelled split, i.e. the gap may be noise (default {GAP_Z:g}; 0: off)")
 
 
 def split_sizes(args: argparse.Namespace, default: SplitSizes) -> SplitSizes:

@@ -11,6 +11,7 @@ from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, TrainConfig, to_dict
 from w2s_ray.data import PreparedData, prepare_data
 from w2s_ray.errors import UserError
+from w2s_ray.metrics import GAP_Z
 from w2s_ray.results import compare
 from w2s_ray.stages import Pipeline, WeakLabelPolicy
 from w2s_ray.train.executor import Executor, LocalExecutor
@@ -31,6 +32,7 @@ class ExperimentSpec:
     ood_tasks: list[str] = field(default_factory=list)
     val_labels: int | None = None
     min_gap: float = 0.02
+    gap_z: float = GAP_Z
 
 
 def validate_spec(spec: ExperimentSpec) -> None:
@@ -85,8 +87,8 @@ def run_experiment(spec: ExperimentSpec, cache: StageCache, executor: Executor |
         "sizes": to_dict(spec.data.sizes), "data_fingerprint": data.fingerprint,
         "stages": {"weak": weak.key, "ceiling": ceiling.key, "student": student.key,
                    **{f"bootstrap_{i}": l.key for i, l in enumerate(links, start=1)}},
-        "val": compare(data, weak, student, ceiling, "val", spec.val_labels, spec.min_gap),
-        "test": compare(data, weak, student, ceiling, "test", None, spec.min_gap),
+        "val": compare(data, weak, student, ceiling, "val", spec.val_labels, spec.min_gap, spec.gap_z),
+        "test": compare(data, weak, student, ceiling, "test", None, spec.min_gap, spec.gap_z),
         "ood": {},
     }
     for ood in spec.ood_tasks:
@@ -98,14 +100,16 @@ def evaluate_ood(spec: ExperimentSpec, ood_task: str, cache: StageCache, executo
                  stages: dict) -> dict[str, Any]:
     """Accuracy and PGR of the trained weak, student and ceiling on another task's test split."""
     from w2s_ray.evaluate import predict_stage
-    from w2s_ray.metrics import accuracy, pgr
+    from w2s_ray.metrics import accuracy, gap_standard_error, pgr
 
     ood_data = prepare_data(replace(spec.data, task=ood_task, task_options={}))
     split = ood_data.splits["test"]
-    accs = {}
+    accs, probs = {}, {}
     for name, stage in stages.items():
-        probs = predict_stage(stage, split, ood_data.kind, cache, tag=f"{ood_task}:{ood_data.fingerprint}")
-        accs[f"{name}_acc"] = accuracy(probs, split.labels)
-    gain = pgr(accs["weak_acc"], accs["student_acc"], accs["ceiling_acc"], min_gap=spec.min_gap)
+        probs[name] = predict_stage(stage, split, ood_data.kind, cache, tag=f"{ood_task}:{ood_data.fingerprint}")
+        accs[f"{name}_acc"] = accuracy(probs[name], split.labels)
+    gap_se = gap_standard_error(probs["weak"], probs["ceiling"], split.labels)
+    gain = pgr(accs["weak_acc"], accs["student_acc"], accs["ceiling_acc"], min_gap=spec.min_gap,
+               gap_se=gap_se, gap_z=spec.gap_z)
     return {**accs, "pgr": gain.value, "pgr_defined": gain.value is not None, "pgr_reason": gain.reason,
-            "n": len(split)}
+            "gap_se": gap_se, "n": len(split)}

@@ -19,6 +19,10 @@ from w2s_ray.errors import UserError
 # min_gap in exact arithmetic (e.g. 0.72 - 0.70) is not called undefined by float rounding.
 _GAP_SLACK = 1e-9
 
+# Default number of standard errors the weak-ceiling gap must exceed for PGR to be defined.
+# About a one-sided 98% test that the ceiling really beats the weak model on this split.
+GAP_Z = 2.0
+
 
 def _as_pair(a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
@@ -55,12 +59,14 @@ class PGR:
     """Performance gap recovered, ``(student - weak) / (ceiling - weak)``.
 
     ``value`` is None (and ``reason`` says why) when the weak-ceiling gap is too small for the
-    ratio to mean anything; ``gap`` = ceiling - weak is always reported.
+    ratio to mean anything; ``gap`` = ceiling - weak is always reported, and ``gap_se`` (its
+    paired standard error) when it was known.
     """
 
     value: float | None
     reason: str | None
     gap: float
+    gap_se: float | None = None
 
     @property
     def defined(self) -> bool:
@@ -70,23 +76,48 @@ class PGR:
         return asdict(self)
 
 
-def pgr(weak: float, student: float, ceiling: float, min_gap: float = 0.02) -> PGR:
+def gap_standard_error(weak_probs: Any, ceiling_probs: Any, labels: Any) -> float:
+    """Paired standard error of ``accuracy(ceiling) - accuracy(weak)`` on the same examples.
+
+    With ``d_i = [ceiling right on i] - [weak right on i]`` it is ``std(d, ddof=1) / sqrt(n)``:
+    examples both models get right (or wrong) add no noise, so two models that mostly agree
+    can show a small gap that is still real. Infinite for fewer than two examples.
+    """
+    w, labels_w = _as_pair(weak_probs, labels, "gap_standard_error")
+    c, _ = _as_pair(ceiling_probs, labels, "gap_standard_error")
+    truth = hard(labels_w)
+    d = (hard(c) == truth).astype(np.float64) - (hard(w) == truth).astype(np.float64)
+    if d.size < 2:
+        return math.inf
+    return float(np.std(d, ddof=1) / math.sqrt(d.size))
+
+
+def pgr(weak: float, student: float, ceiling: float, min_gap: float = 0.02,
+        gap_se: float | None = None, gap_z: float = GAP_Z) -> PGR:
     """PGR of ``student`` given ``weak`` and ``ceiling`` scores (accuracies, same split).
 
-    Undefined when ``ceiling - weak < min_gap`` (negative gaps included), or when a score is
-    not finite: then ``value`` is None and ``reason`` says so, e.g.
-    ``"ceiling − weak gap 0.004 < 0.02: PGR undefined"``.
+    Undefined (``value`` None, ``reason`` says why) when a score is not finite, when
+    ``ceiling - weak < min_gap`` (negative gaps included), e.g.
+    ``"ceiling − weak gap 0.004 < 0.02: PGR undefined"``, or, given the gap's standard error
+    ``gap_se`` (see :func:`gap_standard_error`), when the gap is within ``gap_z`` standard
+    errors of zero: then the gap may be noise and so would be any ratio over it.
+    ``gap_z = 0`` turns the noise check off.
     """
-    if isinstance(min_gap, bool) or not isinstance(min_gap, (int, float)) or not math.isfinite(min_gap) or min_gap < 0:
-        raise UserError(f"PGR min_gap must be a finite number >= 0, got {min_gap!r}")
+    for name, value in (("min_gap", min_gap), ("gap_z", gap_z)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise UserError(f"PGR {name} must be a finite number >= 0, got {value!r}")
     weak, student, ceiling = float(weak), float(student), float(ceiling)
     gap = ceiling - weak
+    se = None if gap_se is None else float(gap_se)
     if not all(math.isfinite(x) for x in (weak, student, ceiling)):
-        return PGR(None, f"non-finite score (weak {weak}, student {student}, ceiling {ceiling}): PGR undefined", gap)
+        return PGR(None, f"non-finite score (weak {weak}, student {student}, ceiling {ceiling}): PGR undefined", gap, se)
     if gap < min_gap - _GAP_SLACK or gap <= 0:
         why = " (ceiling below weak)" if gap < 0 else ""
-        return PGR(None, f"ceiling − weak gap {gap:.3g} < {min_gap:g}{why}: PGR undefined", gap)
-    return PGR((student - weak) / gap, None, gap)
+        return PGR(None, f"ceiling − weak gap {gap:.3g} < {min_gap:g}{why}: PGR undefined", gap, se)
+    if se is not None and gap_z > 0 and gap < gap_z * se - _GAP_SLACK:
+        return PGR(None, f"ceiling − weak gap {gap:.3g} < {gap_z:g} × its standard error {se:.3g} "
+                         "(within noise): PGR undefined", gap, se)
+    return PGR((student - weak) / gap, None, gap, se)
 
 
 @dataclass(frozen=True)

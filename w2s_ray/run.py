@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s_ray.cache import StageCache
-from w2s_ray.cli_common import add_data_args, key_values, positive, split_sizes
+from w2s_ray.cli_common import add_data_args, add_gap_args, key_values, positive, split_sizes
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
 from w2s_ray.errors import cli_entry
 from w2s_ray.experiment import ExperimentSpec, run_experiment, validate_spec
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("evaluation and output")
     o.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (splits, init, order)")
     o.add_argument("--ood-task", action="append", default=[], help="also evaluate on this task's test split")
-    o.add_argument("--min-gap", type=float, default=0.02, help="PGR is undefined below this ceiling−weak gap")
+    add_gap_args(o)
     o.add_argument("--out", default="w2s_runs/run.json", help="JSON output path")
     o.add_argument("--markdown", default=None, help="also write the summary table as markdown here")
     return p
@@ -70,6 +70,7 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
     positive("--lr", args.lr); positive("--weak-lr", args.weak_lr); positive("--ceiling-lr", args.ceiling_lr)
     positive("--epochs", args.epochs); positive("--batch-size", args.batch_size)
     positive("--min-gap", args.min_gap, allow_zero=True); positive("--val-labels", args.val_labels)
+    positive("--gap-z", args.gap_z, allow_zero=True)
     loss = args.loss or LOSS_DEFAULT[kind]
     params: dict[str, Any] = key_values(args.loss_param, "--loss-param")
     if args.aux_coef is not None:
@@ -89,6 +90,7 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
         bootstrap=[m for m in args.bootstrap.split(",") if m.strip()],
         policy=WeakLabelPolicy(args.weak_label_transform, args.filter_min_conf),
         ood_tasks=list(args.ood_task), val_labels=args.val_labels, min_gap=args.min_gap,
+        gap_z=args.gap_z,
     )
 
 

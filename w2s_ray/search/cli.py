@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from w2s_ray.cli_common import add_data_args
+from w2s_ray.cli_common import add_data_args, add_gap_args
 from w2s_ray.objective import SELECT_MODES
 from w2s_ray.search.presets import PRESETS
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--select-on", choices=SELECT_MODES, default="gt",
                    help="gt: validation PGR from GT val labels (default); weak: no-GT mode, agreement with weak "
                         "labels + confidence (favours imitation)")
-    s.add_argument("--min-gap", type=float, default=0.02, help="PGR is undefined below this ceiling−weak gap")
+    add_gap_args(s)
     s.add_argument("--confirm-seeds", type=int, default=0,
                    help="retrain the best config and the xent baseline on K more seeds; report test PGR mean ± std")
     s.add_argument("--seed", type=int, default=0, help="seed for splits, models and the TPE sampler")

@@ -7,6 +7,7 @@ from typing import Any
 
 from w2s_ray.config import TrainConfig
 from w2s_ray.data import PreparedData
+from w2s_ray.metrics import GAP_Z
 from w2s_ray.stages import StageResult
 from w2s_ray.train.executor import ScalingSpec
 
@@ -20,6 +21,7 @@ class SharedStages:
     links: list[StageResult]  # bootstrap prefix k is links[:k]
     weak_val_acc: float
     ceiling_val_acc: float
+    gap_se: float | None = None  # paired standard error of ceiling − weak on the labelled val split
     selection: dict[str, Any] = field(default_factory=dict)  # fair-reference choices and tables
 
 
@@ -38,3 +40,4 @@ class SearchContext:
     val_labels: int | None
     min_gap: float
     select_on: str
+    gap_z: float = GAP_Z

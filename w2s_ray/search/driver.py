@@ -76,6 +76,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
         raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     positive("--max-concurrent", args.max_concurrent); positive("--num-workers", args.num_workers)
     positive("--min-gap", args.min_gap, allow_zero=True); positive("--val-labels", args.val_labels)
+    positive("--gap-z", args.gap_z, allow_zero=True)
     positive("--confirm-seeds", args.confirm_seeds, allow_zero=True)
     positive("--max-failures", args.max_failures, allow_zero=True)
     space_path = Path(args.space) if args.space else default_space_path(task.name, task.kind)
@@ -169,7 +170,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
 
     from w2s_ray.search.context import SharedStages
     from w2s_ray.stages import Pipeline, labelled_val
-    from w2s_ray.metrics import accuracy
+    from w2s_ray.metrics import accuracy, gap_standard_error
 
     pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
     weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.preset.weak_grid)
@@ -183,6 +184,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
         weak=weak, ceiling=ceiling, links=links,
         weak_val_acc=accuracy(weak.probs("val")[known], val[known]),
         ceiling_val_acc=accuracy(ceiling.probs("val")[known], val[known]),
+        gap_se=gap_standard_error(weak.probs("val")[known], ceiling.probs("val")[known], val[known]),
         selection={"weak": {"model": plan.weak, "chosen": weak_choice, "candidates": weak_table},
                    "ceiling": {"model": plan.strong, "chosen": ceil_choice, "candidates": ceil_table},
                    "bootstrap": [{"model": l.model, "key": l.key, "test_acc": l.metrics["final"].get("test_acc")}
@@ -198,7 +200,7 @@ def search_context(plan: SearchPlan, shared, scaling: ScalingSpec):
         data=plan.data, shared=shared, cache_uri=plan.cache_uri, train_storage=plan.train_storage,
         strong=plan.strong, student_base=plan.student_base, scaling=scaling,
         max_failures=plan.args.max_failures, val_labels=plan.args.val_labels, min_gap=plan.args.min_gap,
-        select_on=plan.args.select_on,
+        select_on=plan.args.select_on, gap_z=plan.args.gap_z,
     )
 
 
@@ -268,7 +270,8 @@ def _search_params(plan: SearchPlan) -> dict[str, Any]:
     return {"task": plan.task, "preset": plan.preset.name, "space": str(plan.space.path), "weak": plan.weak,
             "strong": plan.strong, "ladder": ",".join(plan.ladder), "num_samples": plan.num_samples,
             "seed": plan.args.seed, "select_on": plan.args.select_on, "val_labels": plan.args.val_labels,
-            "sizes": json.dumps(to_dict(plan.data_cfg.sizes)), "min_gap": plan.args.min_gap}
+            "sizes": json.dumps(to_dict(plan.data_cfg.sizes)), "min_gap": plan.args.min_gap,
+            "gap_z": plan.args.gap_z}
 
 
 def _search_tags(plan: SearchPlan) -> dict[str, str]:

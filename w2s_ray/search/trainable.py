@@ -35,8 +35,9 @@ def student_config(config: dict[str, Any], ctx: SearchContext):
 def trial_metrics(ctx: SearchContext, student) -> dict[str, Any]:
     """Final validation metrics of one student and the searched objective."""
     shared = ctx.shared
-    val = compare(ctx.data, shared.weak, student, shared.ceiling, "val", ctx.val_labels, ctx.min_gap)
-    objective, defined = gt_objective(val["student_acc"], shared.weak_val_acc, shared.ceiling_val_acc, ctx.min_gap)
+    val = compare(ctx.data, shared.weak, student, shared.ceiling, "val", ctx.val_labels, ctx.min_gap, ctx.gap_z)
+    objective, defined = gt_objective(val["student_acc"], shared.weak_val_acc, shared.ceiling_val_acc, ctx.min_gap,
+                                      shared.gap_se, ctx.gap_z)
     weak_score = weak_objective(agreement(student.probs("val"), shared.weak.probs("val")), student.probs("val"))
     return {
         "objective": objective if ctx.select_on == "gt" else weak_score,
@@ -67,7 +68,8 @@ def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     pipe = Pipeline(ctx.data, StageCache(ctx.cache_uri), executor, val_labels=ctx.val_labels,
                     trial_meta={"trial_id": trial_id})
     pipe.objective_meta = {"select_on": ctx.select_on, "weak": shared.weak_val_acc,
-                           "ceiling": shared.ceiling_val_acc, "min_gap": ctx.min_gap}
+                           "ceiling": shared.ceiling_val_acc, "min_gap": ctx.min_gap,
+                           "gap_se": shared.gap_se, "gap_z": ctx.gap_z}
     source = shared.links[steps - 1] if steps else shared.weak
     student = pipe.student(ctx.strong, cfg, source, policy, weak=shared.weak)
     checkpoint = tune.Checkpoint.from_directory(str(student.path / "checkpoint"))
