@@ -42,6 +42,9 @@ def _sizes(search: dict[str, Any]) -> dict[str, int]:
     return {name: model_size(spec) for name, spec in models.items()}
 
 
+_STUDENT_COLORS = {"best": "tab:green", "baseline": "tab:orange"}
+
+
 def plot_accuracy_vs_size(search: dict[str, Any], dest: Path) -> Path:
     import matplotlib
 
@@ -55,7 +58,7 @@ def plot_accuracy_vs_size(search: dict[str, Any], dest: Path) -> Path:
         ax.scatter([sizes["weak"]], [test["weak_acc"]], color="tab:blue", marker="o")
         ax.scatter([sizes["ceiling"]], [test["ceiling_acc"]], color="black", marker="s")
         ax.scatter([sizes["ceiling"]], [test["student_acc"]], marker="^",
-                   color="tab:green" if label == "best" else "tab:orange", label=f"student ({label})")
+                   color=_STUDENT_COLORS.get(label, "tab:purple"), label=f"student ({label})")
     links = search["references"].get("bootstrap", [])
     for i, link in enumerate(links, start=1):
         if link.get("test_acc") is not None:

@@ -43,8 +43,22 @@ def _student(plan, key: str) -> StageResult:
     return StageResult("student", key, path, plan.strong, {})
 
 
+# The selection mode a search did not use; its pick from the same trials is reported beside.
+OTHER_CRITERION = {"gt": "weak", "weak": "gt"}
+CONFIRMED_ROWS = ("baseline", "best")  # what --confirm-seeds retrains
+ROW_NOTES = {
+    "best_by_weak": "best_by_weak: the trial `--select-on weak` would pick from these same trials (no GT labels: "
+                    "agreement with weak labels + confidence; this favours imitation of the weak model).",
+    "best_by_gt": "best_by_gt: the trial GT validation PGR would pick from these same trials (uses GT labels).",
+}
+
+
 def summarize_search(plan, ctx, grid) -> dict[str, Any]:
-    """Baseline (first points_to_evaluate) vs best trial on validation, then once on test."""
+    """Baseline (first points_to_evaluate), best trial and the other criterion's pick: val, then once test.
+
+    Every trial records both objectives, so the pick of the selection mode the search did not
+    use (``best_by_weak`` or ``best_by_gt``) costs no training and shows how the two modes differ.
+    """
     frame = _trial_frame(grid)
     finished = frame[frame.get("final", pd.Series(dtype=float)).fillna(0) == 1] if "final" in frame else frame.iloc[0:0]
     if finished.empty:
@@ -53,7 +67,10 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
     is_base = finished.apply(lambda r: all(_same(_config_of(r).get(k), v) for k, v in baseline_cfg.items()), axis=1)
     base_row = finished[is_base].iloc[0] if is_base.any() else None
     best_row = finished.loc[finished["objective"].astype(float).idxmax()]
-    rows = {"baseline": base_row, "best": best_row}
+    other = OTHER_CRITERION[plan.args.select_on]
+    other_scores = finished.get(f"objective_{other}")
+    other_row = finished.loc[other_scores.astype(float).idxmax()] if other_scores is not None else None
+    rows = {"baseline": base_row, "best": best_row, f"best_by_{other}": other_row}
     report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.args.select_on,
                               "n_trials": int(len(frame)), "n_finished": int(len(finished)),
                               "references": ctx.shared.selection, "rows": {}}
@@ -64,8 +81,9 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
         report["rows"][label] = {
             "trial_id": row["trial_id"], "config": _config_of(row),
             "val": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "val", plan.args.val_labels,
-                           plan.args.min_gap),
-            "test": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "test", None, plan.args.min_gap),
+                           plan.args.min_gap, plan.args.gap_z),
+            "test": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "test", None, plan.args.min_gap,
+                            plan.args.gap_z),
         }
     best = report["rows"]["best"]
     report["best_config"] = plain({"task": plan.task, "weak": plan.weak, "strong": plan.strong,
@@ -97,19 +115,27 @@ def _pgr_cell(entry: dict) -> str:
     return f"{entry['pgr']:.3f}" if entry["pgr"] is not None else f"undefined ({entry['pgr_reason']})"
 
 
+def _gap_cell(entry: dict) -> str:
+    """``ceiling − weak ± its paired standard error (n labels)``."""
+    se = entry.get("gap_se")
+    return f"{entry['gap']:.3f}" + (f" ± {se:.3f}" if se is not None else "") + f" (n={entry['n_labels']})"
+
+
 def format_summary(report: dict[str, Any]) -> str:
     lines = [f"search `{report['name']}` · task `{report['task']}` · select-on `{report['select_on']}` · "
              f"{report['n_finished']}/{report['n_trials']} trials finished", "",
-             "| config | split | weak | ceiling | student | PGR |", "|---|---|---|---|---|---|"]
+             "| config | split | weak | ceiling | student | ceiling − weak ± SE | PGR |",
+             "|---|---|---|---|---|---|---|"]
     for label, row in report["rows"].items():
         for split in ("val", "test"):
             e = row[split]
             lines.append(f"| {label} | {split} | {e['weak_acc']:.3f} | {e['ceiling_acc']:.3f} | "
-                         f"{e['student_acc']:.3f} | {_pgr_cell(e)} |")
+                         f"{e['student_acc']:.3f} | {_gap_cell(e)} | {_pgr_cell(e)} |")
     lines.append("")
     lines.append("best config: " + json.dumps(report["rows"]["best"]["config"], default=str, sort_keys=True))
     if report["select_on"] == "weak":
         lines.append("note: selected on agreement with weak labels (no GT); this favours imitation of the weak model.")
+    lines += [ROW_NOTES[label] for label in report["rows"] if label in ROW_NOTES]
     if "confirm" in report:
         lines += ["", report["confirm"]["table"]]
     return "\n".join(lines)
@@ -124,18 +150,20 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
     from w2s_ray.search.trainable import student_config
     from w2s_ray.stages import Pipeline
 
-    per_label: dict[str, list[dict]] = {label: [] for label in report["rows"]}
+    per_label: dict[str, list[dict]] = {label: [] for label in report["rows"] if label in CONFIRMED_ROWS}
     for seed in range(plan.args.seed + 1, plan.args.seed + 1 + plan.args.confirm_seeds):
         data = prepare_data(replace(plan.data_cfg, seed=seed))
         pipe = Pipeline(data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
         ref = plan.reference_base.replace(seed=seed)
         weak, _, _ = pipe.select("weak", plan.weak, ref, plan.preset.weak_grid)
         ceiling, _, _ = pipe.select("ceiling", plan.strong, ref, plan.preset.ceiling_grid)
-        for label, row in report["rows"].items():
+        for label in per_label:
+            row = report["rows"][label]
             cfg, steps, policy = student_config(row["config"], replace(ctx, student_base=ctx.student_base.replace(seed=seed)))
             source = pipe.bootstrap(plan.ladder[:steps], ref.replace(lr=plan.preset.bootstrap_lr), weak)[-1] if steps else weak
             student = pipe.student(plan.strong, cfg, source, policy, weak=weak)
-            per_label[label].append(compare(data, weak, student, ceiling, "test", None, plan.args.min_gap))
+            per_label[label].append(compare(data, weak, student, ceiling, "test", None, plan.args.min_gap,
+                                            plan.args.gap_z))
     out: dict[str, Any] = {"seeds": plan.args.confirm_seeds, "per_seed": per_label, "stats": {}}
     lines = [f"confirmation on {plan.args.confirm_seeds} further seeds (test split)", "",
              "| config | weak | ceiling | student | test PGR | undefined |", "|---|---|---|---|---|---|"]
