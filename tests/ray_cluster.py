@@ -36,6 +36,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def node_ports() -> list[str]:
+    """Free ports for a node's agents, so no fixed default (e.g. the job agent's 52365) can clash
+    with another Ray instance on the same machine, such as a user's own local search."""
+    return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+            f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
+
+
 @dataclass
 class LocalRay:
     """`ray start --head` (and optional extra nodes) that only ever kills its own processes."""
@@ -67,8 +75,8 @@ class LocalRay:
     def start_head(self, num_cpus: int = 2) -> None:
         self.ray("start", "--head", f"--port={self.gcs_port}", f"--num-cpus={num_cpus}",
                  f"--temp-dir={self.temp_dir}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                 f"--dashboard-port={self.dashboard_port}",
-                 "--disable-usage-stats")
+                 f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}",
+                 *node_ports(), "--disable-usage-stats")
 
     def wait_for_job_agent(self, timeout: float = 120) -> None:
         """The job server answers before its agent is up; poll until a job can be listed."""
@@ -93,7 +101,7 @@ class LocalRay:
         node = RayNode(Path(tempfile.mkdtemp(prefix="w2snode-", dir="/tmp")))
         self.nodes.append(node)
         self.ray("start", f"--address={self.address}", f"--num-cpus={num_cpus}", f"--resources={resources}",
-                 f"--temp-dir={node.temp_dir}", "--disable-usage-stats")
+                 f"--temp-dir={node.temp_dir}", *node_ports(), "--disable-usage-stats")
         return node
 
     def own_processes(self) -> list[psutil.Process]:

@@ -26,7 +26,7 @@ def cluster():
         ray.stop()
 
 
-def submit(cluster: LocalRay, tmp: Path, data_dir: str, name: str, trials: int) -> str:
+def submit(cluster: LocalRay, tmp: Path, data_dir: str, name: str, trials: int, attempts: int = 6) -> str:
     cluster.wait_for_job_agent()
     proc = cluster.ray(
         "job", "submit", f"--address={cluster.dashboard}", "--",
@@ -34,9 +34,9 @@ def submit(cluster: LocalRay, tmp: Path, data_dir: str, name: str, trials: int) 
         "--num-samples", str(trials), "--storage", str(tmp / "runs"), "--name", name, "--data-dir", data_dir,
         "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", check=False, timeout=1500,
     )
-    if proc.returncode != 0 and "No available agent" in proc.stderr:  # agent still registering
+    if proc.returncode != 0 and "No available agent" in proc.stderr and attempts > 1:  # agent still registering
         time.sleep(15)
-        return submit(cluster, tmp, data_dir, name, trials)
+        return submit(cluster, tmp, data_dir, name, trials, attempts - 1)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     job_id = next(line.split("'")[1] for line in proc.stdout.splitlines() if "submitted successfully" in line)
     status = cluster.ray("job", "status", f"--address={cluster.dashboard}", job_id).stdout
