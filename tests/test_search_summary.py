@@ -57,6 +57,11 @@ def test_summary_reports_the_other_modes_pick_from_the_same_trials(tmp_path, dat
     frame["objective_weak"] = [0.3, 0.8, 0.1]
     frame["objective"] = frame[f"objective_{select_on}"]
 
+    # every trial records the shared gap and its standard error (the same for all trials)
+    assert frame["val_gap_se"].nunique() == 1 and (frame["val_gap_se"] >= 0).all()
+    assert frame["val_gap"].iloc[0] == pytest.approx(ctx.shared.ceiling_val_acc - ctx.shared.weak_val_acc)
+    assert frame["val_gap_se"].iloc[0] == pytest.approx(ctx.shared.gap_se)
+
     report = summarize_search(plan, ctx, FrameGrid(frame))
 
     assert set(report["rows"]) == {"baseline", "best", f"best_by_{other}"}

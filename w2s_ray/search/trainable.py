@@ -47,6 +47,8 @@ def trial_metrics(ctx: SearchContext, student) -> dict[str, Any]:
         "val_pgr": val["pgr"] if val["pgr"] is not None else float("nan"),
         "weak_val_acc": val["weak_acc"],
         "ceiling_val_acc": val["ceiling_acc"],
+        "val_gap": val["gap"],
+        "val_gap_se": val["gap_se"],
         "student_val_acc": val["student_acc"],
         "student_val_acc_vs_weak": val["student_acc_vs_weak"],
         "student_weak_agreement": val["student_weak_agreement"],
