@@ -30,3 +30,24 @@ def model_cache(tmp_path_factory, monkeypatch) -> Path:
     path = tmp_path_factory.getbasetemp() / "model-cache"
     monkeypatch.setenv("W2S_MODEL_CACHE", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_shared_stages(tmp_path_factory, data_dir) -> Path:
+    """A stage cache holding the tiny sst2 search's weak model and ceiling, trained once in-process.
+
+    Ray tests about students (faults, ASHA) start from a copy (``tests.search_plan.copy_shared_stages``), so their
+    clusters train only the students they are about; the job-submit counting test still trains
+    its references under Ray Train.
+    """
+    from tests.search_plan import tiny_plan
+    from w2s_ray.search.driver import compute_shared
+    from w2s_ray.train.executor import LocalExecutor
+
+    root = tmp_path_factory.mktemp("tiny-shared-stages")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("W2S_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "model-cache"))
+        plan = tiny_plan(root, data_dir)
+        compute_shared(plan, LocalExecutor())
+    return Path(plan.cache_uri)
+

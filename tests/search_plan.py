@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from tests.ray_cluster import tiny_space
@@ -19,3 +20,9 @@ def tiny_plan(tmp_path: Path, data_dir: str, *extra: str) -> SearchPlan:
         "--seed", "0", *extra,
     ])
     return plan_search(args)
+
+
+def copy_shared_stages(template: Path, storage: Path) -> None:
+    """Seed a search's cache (``<storage>/cache``) with the tiny search's weak model and ceiling
+    (the ``tiny_shared_stages`` fixture), ledger included."""
+    shutil.copytree(template, storage / "cache")

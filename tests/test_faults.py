@@ -3,7 +3,9 @@
 Faults are armed with flag files in ``$W2S_FAULT_DIR`` (see ``w2s_ray.faults``): the first
 process to reach an armed point consumes the flag and SIGKILLs itself (or raises, or hangs
 until the test kills its node), so a retry or rerun proceeds. Ray tests use a private ``LocalRay`` cluster that the search
-driver joins with ``--address``, so killing the driver leaves the cluster up.
+driver joins with ``--address``, so killing the driver leaves the cluster up. Each search starts
+from a cache that already holds the weak model and ceiling (trained once, in-process), so the
+clusters train only the students the faults are about; the ledger still counts every training.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 import pytest
 
 from tests.ray_cluster import LocalRay, tiny_space
+from tests.search_plan import copy_shared_stages
 from w2s_ray.cache import COMPLETE, StageCache
 from w2s_ray.faults import InjectedFault, arm, fired_path
 
@@ -109,7 +112,9 @@ def assert_one_parent_one_child_per_trial(tmp: Path, trials: pd.DataFrame) -> No
 
 
 @pytest.mark.ray
-def test_killed_trial_worker_resumes_from_its_checkpoint(cluster, fault_dir, tmp_path, data_dir, model_cache):
+def test_killed_trial_worker_resumes_from_its_checkpoint(cluster, fault_dir, tmp_path, data_dir, model_cache,
+                                                         tiny_shared_stages):
+    copy_shared_stages(tiny_shared_stages, tmp_path / "runs")
     flag = arm(fault_dir, "worker.student.after_epoch_1", "kill")
     proc = search(tmp_path, data_dir, cluster, fault_dir)
     assert proc.returncode == 0, _tail(proc)
@@ -138,11 +143,13 @@ def test_killed_trial_worker_resumes_from_its_checkpoint(cluster, fault_dir, tmp
 
 
 @pytest.mark.ray
-def test_killed_driver_resumes_without_retraining(cluster, fault_dir, tmp_path, data_dir, model_cache):
+def test_killed_driver_resumes_without_retraining(cluster, fault_dir, tmp_path, data_dir, model_cache,
+                                                  tiny_shared_stages):
     # TUNE_GLOBAL_CHECKPOINT_S=0: Tune saves its experiment state every step, so at the kill the
     # saved state deterministically shows the completed trial as still RUNNING (its completion,
     # handled in the same step, is never persisted): the harshest point to lose a driver.
     env = {"TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    copy_shared_stages(tiny_shared_stages, tmp_path / "runs")
     flag = arm(fault_dir, "driver.after_trials_1", "kill")
     first = search(tmp_path, data_dir, cluster, fault_dir, env=env)
     assert first.returncode == -signal.SIGKILL, _tail(first)
@@ -180,9 +187,10 @@ def test_killed_driver_resumes_without_retraining(cluster, fault_dir, tmp_path, 
 
 @pytest.mark.ray
 def test_lost_worker_node_its_trial_is_rescheduled_on_the_head(cluster, fault_dir, tmp_path, data_dir,
-                                                                model_cache):
+                                                                model_cache, tiny_shared_stages):
     # Each Train worker takes 1.5 of a node's 2 CPUs, so two concurrent students run one per node.
     # The one on the doomed node hangs after its first checkpoint; then its raylet is SIGKILLed.
+    copy_shared_stages(tiny_shared_stages, tmp_path / "runs")
     node = cluster.add_node(num_cpus=2, resources='{"w2s_doomed": 1}')
     flag = arm(fault_dir, "worker.student.after_epoch_1", "hang", only_on_node_with="w2s_doomed")
     cmd = search_cmd(tmp_path, data_dir, cluster, "--max-concurrent", "2", "--cpus-per-worker", "1.5")

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.ray_cluster import LocalRay, tiny_space
+from tests.search_plan import copy_shared_stages
 
 SPACE = tiny_space(epochs=1)
 
@@ -117,15 +118,18 @@ def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tm
 
 @pytest.mark.ray
 @pytest.mark.mlflow_server
-def test_job_submit_asha_search_tracked_on_a_postgres_mlflow_server(cluster, tmp_path, data_dir, mlflow_postgres_server):
+def test_job_submit_asha_search_tracked_on_a_postgres_mlflow_server(cluster, tmp_path, data_dir, mlflow_postgres_server,
+                                                                     tiny_shared_stages):
     """The production setup (MLflow server on PostgreSQL, the search a Ray job), with ASHA early stopping.
 
     Trials ASHA stops at its first rung must reach Optuna as PRUNED, never as COMPLETE with a
-    truncated value, and be marked as stopped early in MLflow.
+    truncated value, and be marked as stopped early in MLflow. The references come from the
+    cache (the counting test above trains them under Ray Train); the trials train their students.
     """
     import mlflow
 
     (tmp_path / "space.yaml").write_text(ASHA_SPACE)
+    copy_shared_stages(tiny_shared_stages, tmp_path / "runs")
     uri = mlflow_postgres_server.uri
     cluster.wait_for_job_agent()
     proc = cluster.ray(
