@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates docs/results/*.md and docs/results/*.json with the real offline MiniLM ladder.
-# Usage: bash docs/make_results.sh [sst2 amazon_polarity sciq rm rm-all rm-helpful mpnet ...]   (needs ../shared/data or W2S_DATA_DIR)
+# Usage: bash docs/make_results.sh [sst2 amazon_polarity sciq rm rm-all rm-helpful mpnet search-quick search-mpnet ...]   (needs ../shared/data or W2S_DATA_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${W2S_DATA_DIR:-../shared/data}"
@@ -10,7 +10,7 @@ for task in ${TASKS[@]}; do
   sizes=(--n-a 1000 --n-b 1000 --n-val 300 --n-test 500)
   # the local SciQ copy has 2,000 questions (validation + test), one binary row each
   [ "$task" = sciq ] && sizes=(--n-a 700 --n-b 700 --n-val 200 --n-test 400)
-  [[ "$task" == rm* || "$task" == mpnet ]] && continue
+  [[ "$task" == rm* || "$task" == mpnet || "$task" == search-* ]] && continue
   for loss in xent logconf; do
     extra=()
     [ "$loss" = logconf ] && extra=(--aux-coef 0.5 --warmup-frac 0.2)
@@ -58,4 +58,19 @@ if [[ " ${TASKS[*]} " == *" mpnet "* ]]; then
     --n-a 500 --n-b 500 --n-val 200 --n-test 400 --max-length 64 --weak-lr 5e-5 --ceiling-lr 3e-5 \
     --lr 3e-5 --epochs 2 --seed 0 --out docs/results/mpnet-sst2-xent.json --markdown docs/results/mpnet-sst2-xent.md
 fi
+# Searches (python -m w2s_ray.search); each one's summary.md is copied unchanged. They share one
+# storage and so one stage cache: the weak-label-selected sst2 search reuses the GT-selected one's
+# references and every student the two have in common.
+RUNS="${W2S_STORAGE:-w2s_runs}"
+search() {  # search <section name> <search args...>
+  local section=$1; shift
+  python -m w2s_ray.search --data-dir "$DATA" --storage "$RUNS" --name "$section-s0" "$@"
+  cp "$RUNS/$section-s0/w2s/summary.md" "docs/results/search-$section.md"
+}
+[[ " ${TASKS[*]} " == *" search-quick "* ]] && {
+  search sst2-quick --task sst2 --preset quick                        # 13 min on 2 CPU cores
+  search sst2-quick-weak --task sst2 --preset quick --select-on weak  # no GT for selection
+  search rm-quick --task rm --preset quick                            # 19 min
+}
+[[ " ${TASKS[*]} " == *" search-mpnet "* ]] && search sst2-mpnet --task sst2 --preset mpnet --num-samples 3
 python -m w2s_ray.summary docs/results.md docs/results/*.json docs/results/search-*.md
