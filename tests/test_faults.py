@@ -3,9 +3,10 @@
 Faults are armed with flag files in ``$W2S_FAULT_DIR`` (see ``w2s_ray.faults``): the first
 process to reach an armed point consumes the flag and SIGKILLs itself (or raises, or hangs
 until the test kills its node), so a retry or rerun proceeds. Ray tests use a private ``LocalRay`` cluster that the search
-driver joins with ``--address``, so killing the driver leaves the cluster up. Each search starts
-from a cache that already holds the weak model and ceiling (trained once, in-process), so the
-clusters train only the students the faults are about; the ledger still counts every training.
+driver joins with ``--address``, so killing the driver leaves the cluster up. The worker- and
+driver-kill searches start from a cache that already holds the weak model and ceiling (trained
+once, in-process), so their clusters train only the students the faults are about; the ledger
+still counts every training.
 """
 
 from __future__ import annotations
@@ -187,10 +188,11 @@ def test_killed_driver_resumes_without_retraining(cluster, fault_dir, tmp_path, 
 
 @pytest.mark.ray
 def test_lost_worker_node_its_trial_is_rescheduled_on_the_head(cluster, fault_dir, tmp_path, data_dir,
-                                                                model_cache, tiny_shared_stages):
+                                                                model_cache):
     # Each Train worker takes 1.5 of a node's 2 CPUs, so two concurrent students run one per node.
     # The one on the doomed node hangs after its first checkpoint; then its raylet is SIGKILLed.
-    copy_shared_stages(tiny_shared_stages, tmp_path / "runs")
+    # (this search trains its own references under Ray Train, as a user's search would, before
+    # the two students start)
     node = cluster.add_node(num_cpus=2, resources='{"w2s_doomed": 1}')
     flag = arm(fault_dir, "worker.student.after_epoch_1", "hang", only_on_node_with="w2s_doomed")
     cmd = search_cmd(tmp_path, data_dir, cluster, "--max-concurrent", "2", "--cpus-per-worker", "1.5")
