@@ -8,7 +8,9 @@ identically (the gap is the same for every trial in a search) and is flagged as
 ``pgr_defined = 0``.
 
 ``weak`` (no-GT setting): agreement with weak labels plus mean confidence. It favours
-imitation of the weak model; results selected this way must be read with that in mind.
+imitation of the weak model, and its confidence term can outweigh low agreement (an
+overconfident, collapsed student won the sst2 quick search in docs/results.md); results
+selected this way must be read with that in mind.
 """
 
 from __future__ import annotations
