@@ -320,6 +320,11 @@ def _case_strong_smaller_than_weak_no_ladder(d: Dirs):
     return argv, ["smaller", f"{MINILM}@L1", MINILM]
 
 
+def _case_gap_z_not_finite(d: Dirs):
+    # argparse takes "nan" as a float; it must not reach the first PGR after trainings have run
+    return base_args(d, gap_z="nan"), ["--gap-z", "nan"]
+
+
 def _case_resume_missing(d: Dirs):
     return base_args(d) + ["--resume", "--name", "never-ran"], ["--resume", "'never-ran'"]
 
@@ -349,6 +354,7 @@ CASES = [
     Case("ladder-strong-smaller-than-weak", _case_strong_smaller_than_weak),
     Case("ladder-strong-smaller-than-weak-no-bootstrap", _case_strong_smaller_than_weak_no_ladder),
     Case("resume-missing-search", _case_resume_missing),
+    Case("gap-z-not-finite", _case_gap_z_not_finite),
 ]
 
 

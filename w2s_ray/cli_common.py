@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from w2s_ray.config import SplitSizes
@@ -66,7 +67,8 @@ def split_sizes(args: argparse.Namespace, default: SplitSizes) -> SplitSizes:
 
 
 def positive(name: str, value: float | int | None, allow_zero: bool = False) -> None:
+    """Refuse a negative (or, unless ``allow_zero``, zero) or non-finite number option."""
     if value is None:
         return
-    if value < 0 or (value == 0 and not allow_zero):
-        raise UserError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value}")
