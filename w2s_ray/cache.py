@@ -71,6 +71,19 @@ class StageCache:
             return local
         return None
 
+    def entries(self, kind: str) -> list[str]:
+        """Keys of every complete entry of ``kind`` (local, plus the remote root's if any)."""
+        local = self.root / kind
+        keys = {p.parent.name for p in local.glob(f"*/{COMPLETE}")} if local.is_dir() else set()
+        if self._fs is not None:
+            import pyarrow.fs as pafs
+
+            selector = pafs.FileSelector(f"{self._remote_root.rstrip('/')}/{kind}", allow_not_found=True)
+            for info in self._fs.get_file_info(selector):
+                if info.type == pafs.FileType.Directory and self._remote_complete(kind, info.base_name):
+                    keys.add(info.base_name)
+        return sorted(keys)
+
     def put(self, kind: str, key: str, build: Callable[[Path], Any]) -> Path:
         """Build an entry with ``build(tmpdir)`` and publish it atomically; reuse if present."""
         existing = self.get(kind, key)

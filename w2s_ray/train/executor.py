@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 from w2s_ray.train.job import TrainJob
-from w2s_ray.train.worker import train_worker
+
+
+class Job(Protocol):
+    """A unit of work for an executor: a training (``TrainJob``) or an extraction (``ExtractJob``)."""
+
+    stage: str
+    threads: int
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @staticmethod
+    def entrypoint() -> Callable[[dict[str, Any]], None]: ...
 
 
 class Executor(Protocol):
-    """Runs one TrainJob to completion; outputs land in the job's cache entry."""
+    """Runs one job to completion; outputs land in the job's cache entry."""
 
-    def run(self, job: TrainJob, name: str) -> None: ...
+    def run(self, job: Job, name: str) -> None: ...
 
 
 class LocalExecutor:
     """In-process (used by ``python -m w2s_ray.run`` and unit tests)."""
 
-    def run(self, job: TrainJob, name: str) -> None:
-        train_worker(job.to_dict())
+    def run(self, job: Job, name: str) -> None:
+        job.entrypoint()(job.to_dict())
 
 
 @dataclass
@@ -54,18 +65,18 @@ class RayTrainExecutor:
     max_failures: int = 3
     report_to_tune: bool = False
 
-    def run(self, job: TrainJob, name: str) -> None:
+    def run(self, job: Job, name: str) -> None:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig
         from ray.train.torch import TorchTrainer
 
         callbacks = []
-        if self.report_to_tune:
+        if self.report_to_tune and isinstance(job, TrainJob):
             from ray.tune.integration.ray_train import TuneReportCallback
 
             callbacks.append(TuneReportCallback())
         job.threads = max(1, round(self.scaling.cpus_per_worker))
         trainer = TorchTrainer(
-            train_worker,
+            job.entrypoint(),
             train_loop_config=job.to_dict(),
             scaling_config=self.scaling.to_ray(),
             run_config=RunConfig(

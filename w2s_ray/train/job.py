@@ -38,6 +38,12 @@ class TrainJob:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @staticmethod
+    def entrypoint():
+        from w2s_ray.train.worker import train_worker
+
+        return train_worker
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainJob":
         data = dict(data)
