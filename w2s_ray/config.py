@@ -34,6 +34,9 @@ class DataConfig:
     seed: int = 0
     balance: bool = False
     task_options: dict[str, Any] = field(default_factory=dict)
+    # When set, the rows are the pool that `pool_seed` draws, reshuffled among the splits by
+    # `seed`: further seeds reuse the same texts (and so their cached activations).
+    pool_seed: int | None = field(default=None, metadata={"omit_if_default": True})
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class TrainConfig:
     loss: str = "xent"
     loss_params: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    # probe mode: which hidden state of the (cached) activations; None = the model's last.
+    # Left out of stage keys at its default, so keys of stages that predate it stay valid.
+    layer: int | None = field(default=None, metadata={"omit_if_default": True})
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -64,6 +70,8 @@ STUDENT_KNOBS: dict[str, type] = {
     "batch_size": int,
     "mode": str,
     "lora_r": int,
+    "weight_decay": float,  # AdamW decay; in probe mode the L2 strength
+    "layer": int,  # probe mode: the strong model's hidden state the probe reads
     "loss": str,
     "bootstrap_steps": int,
     "filter_min_conf": float,
@@ -77,7 +85,8 @@ WEAK_LABEL_TRANSFORMS: tuple[str, ...] = ("soft", "hard")
 def to_dict(obj: Any) -> Any:
     """Recursively turn dataclasses into plain dicts (for hashing, JSON and Ray)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_if_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, dict):
         return {str(k): to_dict(v) for k, v in sorted(obj.items())}
     if isinstance(obj, (list, tuple)):

@@ -9,6 +9,7 @@ a Ray Train ``TorchTrainer``) and the worker publishes it atomically.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from w2s_ray.config import TrainConfig, to_dict
 from w2s_ray.data import PreparedData
 from w2s_ray.train.executor import Executor
 from w2s_ray.train.job import TrainJob
+
+
+PROBE_FORMAT = "cached-activations-1"  # in probe stages' keys; bump when the probe fit changes
 
 
 @dataclass
@@ -81,16 +85,24 @@ class Pipeline:
     predict_test: bool = True
     trial_meta: dict[str, Any] = field(default_factory=dict)
     objective_meta: dict[str, Any] | None = None  # lets student workers report a per-epoch objective
+    activations: Any = None  # SplitActivations for probe stages (built on first use if None)
+    probe_threads: int = 1  # torch threads of an in-process probe fit
 
     # -- generic ------------------------------------------------------------
     def _run(self, kind: str, model: str, cfg: TrainConfig, train_split: str, rows: np.ndarray,
              targets: np.ndarray, predict: list[str], monitor: dict, upstream: dict, meta: dict | None = None) -> StageResult:
-        key = stage_key(kind, {
+        payload = {
             "data": self.data.fingerprint, "model": model, "train": to_dict(cfg), "train_split": train_split,
             "rows": rows.tolist(), "targets": np.round(targets, 12).tolist(), "predict": sorted(predict),
             "upstream": upstream,
-        })
+        }
+        if cfg.mode == "probe":  # a head on cached activations: not the old body-in-the-loop probe
+            payload["probe"] = PROBE_FORMAT
+        key = stage_key(kind, payload)
         found = self.cache.get(kind, key)
+        if found is None and cfg.mode == "probe":
+            found = self._run_probe(kind, key, model, cfg, train_split, rows, targets, predict, monitor,
+                                    {"task": self.data.task, **self.trial_meta, **(meta or {})})
         if found is None:
             split = self.data.splits[train_split]
             job = TrainJob(
@@ -109,6 +121,67 @@ class Pipeline:
             if found is None:
                 raise RuntimeError(f"stage {kind} {key} finished without publishing its outputs")
         return StageResult(kind, key, found, model, to_dict(cfg))
+
+    def features(self, model: str, cfg: TrainConfig) -> dict[str, np.ndarray]:
+        """Cached activations of ``model`` at ``cfg.layer`` per split (extracted on first use)."""
+        from w2s_ray.activations import SplitActivations
+
+        acts = self.activations
+        if acts is None or acts.max_length != cfg.max_length or acts.pooling != cfg.pooling:
+            acts = SplitActivations(self.data, self.cache.uri, cfg.max_length, cfg.pooling)
+            self.activations = acts
+        return acts.get(model, cfg.layer, self.executor)
+
+    def _run_probe(self, kind: str, key: str, model: str, cfg: TrainConfig, train_split: str, rows: np.ndarray,
+                   targets: np.ndarray, predict: list[str], monitor: dict, meta: dict) -> Path:
+        """Fit a probe head in this process and publish it like any stage (predictions, metrics, weights)."""
+        import pyarrow as pa
+        import torch
+        from safetensors.torch import save_file
+
+        from w2s_ray.activations import feature_source
+        from w2s_ray.metrics import accuracy
+        from w2s_ray.train.probe import fit_probe
+
+        feats = self.features(model, cfg)
+        started = time.time()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.probe_threads)
+        try:
+            head, history = fit_probe(feats[train_split][rows], targets, cfg, self.data.kind)
+        finally:
+            torch.set_num_threads(threads)
+        probs = {name: head.probs(feats[name]) for name in {*predict, *(s for s, _ in monitor.values())}}
+        for name, (split, labels) in monitor.items():
+            ref = np.asarray(labels, dtype=np.float64)
+            known = ~np.isnan(ref)
+            history[-1][name] = accuracy(probs[split][known], ref[known])
+        seconds = time.time() - started
+
+        def build(out: Path) -> None:
+            (out / "predictions").mkdir()
+            final: dict[str, Any] = {}
+            for name in predict:
+                columns = {"id": pa.array(self.data.splits[name].ids, pa.string()),
+                           "prob": pa.array(probs[name], pa.float64())}
+                if self._labels_visible(kind, name):
+                    labels = self.data.splits[name].labels
+                    columns["label"] = pa.array(labels.astype(np.float64))
+                    final[f"{name}_acc"] = accuracy(probs[name], labels)
+                pq.write_table(pa.table(columns), out / "predictions" / f"{name}.parquet")
+            (out / "checkpoint").mkdir()
+            save_file(head.tensors(), str(out / "checkpoint" / "probe.safetensors"))
+            source = feature_source(model, cfg.layer)
+            (out / "checkpoint" / "model.json").write_text(json.dumps(
+                {"model": model, "mode": "probe", "features": {"model": source.model, "layer": source.layer}}))
+            metrics = {"stage": kind, "model": model, "final": final, "history": history, "steps": history[-1]["step"],
+                       "train_seconds": seconds, "n_train": int(len(rows)), "resumed_from_step": 0,
+                       "train_config": to_dict(cfg), "meta": meta, "executor": "in-process probe"}
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+            self.cache.record_training(kind, key, seconds=seconds, steps=history[-1]["step"], probe=True,
+                                       **{k: v for k, v in meta.items() if k != "objective"})
+
+        return self.cache.put(kind, key, build)
 
     def _labels_visible(self, kind: str, split: str) -> bool:
         """Students never carry test labels: test metrics are computed once, at the end."""
