@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("search")
     s.add_argument("--preset", default=None,
                    help="sizes and models: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items())
-                   + " (default: quick without GPUs, paper with)")
+                   + " (default: probe without GPUs, paper with)")
     s.add_argument("--space", default=None, help="search-space YAML (default: search_spaces/<task>.yaml)")
     s.add_argument("--weak", default=None, help="override the weak model (else space file, else preset)")
     s.add_argument("--strong", default=None, help="override the strong model")
@@ -32,8 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gt: validation PGR from GT val labels (default); weak: no-GT mode, agreement with weak "
                         "labels + confidence (favours imitation)")
     add_gap_args(s)
-    s.add_argument("--confirm-seeds", type=int, default=0,
-                   help="retrain the best config and the xent baseline on K more seeds; report test PGR mean ± std")
+    s.add_argument("--confirm-seeds", type=int, default=None,
+                   help="retrain weak, ceiling, the baselines and the best config on K more seeds; report test PGR "
+                        "mean ± std and the paired best-vs-baseline difference (default: the preset's; probe: 5)")
+    s.add_argument("--pool-seed", type=int, default=None,
+                   help="deal out the texts that this seed's splits hold, reshuffled by --seed (reuses their "
+                        "cached activations)")
+    s.add_argument("--fresh-pool", action="store_true",
+                   help="confirmation seeds draw a fresh pool of texts (default: reshuffle the same pool among "
+                        "A, B, val and test, so cached activations are reused)")
     s.add_argument("--seed", type=int, default=0, help="seed for splits, models and the TPE sampler")
     o = p.add_argument_group("storage, resume and tracking")
     o.add_argument("--name", default=None, help="search name (default: <task>-<preset>-s<seed>); rerunning resumes it")

@@ -23,6 +23,7 @@ class SharedStages:
     ceiling_val_acc: float
     gap_se: float | None = None  # paired standard error of ceiling − weak on the labelled val split
     selection: dict[str, Any] = field(default_factory=dict)  # fair-reference choices and tables
+    activations: Any = None  # SplitActivations of the strong model (and links) for probe students
 
 
 @dataclass
@@ -41,3 +42,4 @@ class SearchContext:
     min_gap: float
     select_on: str
     gap_z: float = GAP_Z
+    baselines: list[dict[str, Any]] = field(default_factory=list)  # the points measured first, in order

@@ -71,7 +71,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     from w2s_ray.tracking import check_tracking_uri, resolve_tracking_uri
 
     task = get_task(args.task)
-    preset = get_preset(args.preset or ("paper" if args.use_gpu else "quick"))
+    preset = get_preset(args.preset or ("paper" if args.use_gpu else "probe"))
     if args.num_samples is not None and args.num_samples < 1:
         raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     positive("--max-concurrent", args.max_concurrent); positive("--num-workers", args.num_workers)
@@ -79,13 +79,13 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     positive("--gap-z", args.gap_z, allow_zero=True)
     positive("--confirm-seeds", args.confirm_seeds, allow_zero=True)
     positive("--max-failures", args.max_failures, allow_zero=True)
-    space_path = Path(args.space) if args.space else default_space_path(task.name, task.kind)
+    space_path = Path(args.space) if args.space else preset_space_path(preset, task.name, task.kind)
     space = load_space(space_path, kind=task.kind, task=task.name)
     # CLI > an explicitly chosen preset > the space file > the default preset
     weak = args.weak or (preset.weak if args.preset else space.weak or preset.weak)
     strong = args.strong or (preset.strong if args.preset else space.strong or preset.strong)
     ladder = list(preset.ladder) if preset.ladder is not None else list(space.ladder)
-    if preset.name == "tiny":
+    if preset.weak_as_ladder:
         ladder = [weak] * len(space.ladder)
     max_bootstrap = min(space.max_bootstrap_steps(), len(ladder))
     chain = [weak, *ladder[:max_bootstrap], strong]
@@ -101,9 +101,10 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     check_tracking_uri(tracking_uri)
     data_cfg = DataConfig(task=task.name, data_dir=resolve_data_dir(args.data_dir),
                           sizes=split_sizes(args, preset.sizes_for(task.kind)), seed=args.seed, balance=args.balance,
-                          task_options=key_values(args.task_option, "--task-option"))
-    base = TrainConfig(batch_size=preset.batch_size, max_length=preset.max_length, seed=args.seed,
-                       loss=LOSS_DEFAULT[task.kind])
+                          task_options=key_values(args.task_option, "--task-option"), pool_seed=args.pool_seed)
+    base = TrainConfig(batch_size=preset.batch_size, max_length=preset.max_length_for(task.kind), seed=args.seed,
+                       loss=LOSS_DEFAULT[task.kind]).replace(**preset.train)
+    _check_probe_layers(space, strong)
     name = args.name or f"{task.name}-{preset.name}-s{args.seed}"
     plan = SearchPlan(
         args=args, task=task.name, kind=task.kind, preset=preset, space=space, data_cfg=data_cfg,
@@ -113,10 +114,62 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
         num_samples=args.num_samples or preset.num_samples,
         student_base=base, reference_base=base.replace(epochs=preset.reference_epochs),
     )
+    if plan.args.confirm_seeds is None:
+        plan.args.confirm_seeds = preset.confirm_seeds
     if args.resume and not _can_restore(plan):
         raise UserError(f"--resume: no search named {name!r} under {storage} to resume")
     plan.data = prepare_data(data_cfg)  # missing/corrupt/single-class data fails here
     return plan
+
+
+def preset_space_path(preset: Preset, task: str, kind: str) -> Path:
+    """The preset's own space (``search_spaces/<space>_<kind>.yaml``), else the task's default."""
+    from w2s_ray.search.space import spaces_dir
+
+    if preset.space:
+        path = spaces_dir() / f"{preset.space}_{kind}.yaml"
+        if not path.is_file():
+            raise UserError(f"preset {preset.name!r} needs the search space {path}, which does not exist; pass --space FILE")
+        return path
+    return default_space_path(task, kind)
+
+
+def _check_probe_layers(space: SearchSpace, strong: str) -> None:
+    """A searched probe layer must exist in the strong model."""
+    from w2s_ray.models import parse_model_spec
+    from w2s_ray.models.arch import load_config
+
+    spec = space.params.get("layer")
+    if spec is None:
+        return
+    parsed = parse_model_spec(strong)
+    _, _, total = load_config(parsed)
+    top = parsed.layers or total
+    values = [spec.value] if spec.type == "fixed" else list(spec.choices or ()) or [spec.low, spec.high]
+    for value in values:
+        if value is not None and int(value) > top:
+            raise UserError(f"{space.path}: params.layer: {value} is beyond the strong model {strong}'s {top} layers")
+
+
+def probe_models(plan: SearchPlan) -> list[str]:
+    """Full models whose activations the search reads: references in probe mode, and the
+    strong model (with its ladder) when any student may be a probe."""
+    from w2s_ray.activations import feature_source
+
+    models = []
+    if plan.reference_base.mode == "probe":
+        models += [plan.weak, plan.strong, *plan.ladder[: plan.max_bootstrap]]
+    if "probe" in student_modes(plan):
+        models += [plan.strong, *plan.ladder[: plan.max_bootstrap]]
+    return list(dict.fromkeys(feature_source(m, None).model for m in models))
+
+
+def student_modes(plan: SearchPlan) -> set[str]:
+    """Training modes a trial may use."""
+    spec = plan.space.params.get("mode")
+    if spec is None:
+        return {plan.student_base.mode}
+    return {spec.value} if spec.type == "fixed" else set(spec.choices or ())
 
 
 def _can_restore(plan: SearchPlan) -> bool:
@@ -168,11 +221,18 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     """
     import numpy as np
 
+    from w2s_ray.activations import feature_source
     from w2s_ray.search.context import SharedStages
     from w2s_ray.stages import Pipeline, labelled_val
     from w2s_ray.metrics import accuracy, gap_standard_error
 
-    pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
+    from w2s_ray.activations import SplitActivations
+
+    acts = SplitActivations(plan.data, plan.cache_uri, plan.reference_base.max_length, plan.reference_base.pooling)
+    for model in probe_models(plan):  # one extraction per model, shared by every stage and trial
+        acts.ensure(model, executor)
+    pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels,
+                    activations=acts)
     weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.preset.weak_grid)
     ceiling, ceil_choice, ceil_table = pipe.select("ceiling", plan.strong, plan.reference_base,
                                                    plan.preset.ceiling_grid)
@@ -180,15 +240,19 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     links = pipe.bootstrap(plan.ladder[: plan.max_bootstrap], link_cfg, weak) if plan.max_bootstrap else []
     val = labelled_val(plan.data.splits["val"].labels, plan.args.val_labels)
     known = ~np.isnan(val)
+    shipped = [feature_source(m, None).model for m in (plan.strong, *plan.ladder[: plan.max_bootstrap])]
+    if "probe" in student_modes(plan):
+        for model in shipped:
+            acts.hidden(model, executor)
     return SharedStages(
-        weak=weak, ceiling=ceiling, links=links,
+        weak=weak, ceiling=ceiling, links=links, activations=acts.preloaded(shipped),
         weak_val_acc=accuracy(weak.probs("val")[known], val[known]),
         ceiling_val_acc=accuracy(ceiling.probs("val")[known], val[known]),
         gap_se=gap_standard_error(weak.probs("val")[known], ceiling.probs("val")[known], val[known]),
         selection={"weak": {"model": plan.weak, "chosen": weak_choice, "candidates": weak_table},
                    "ceiling": {"model": plan.strong, "chosen": ceil_choice, "candidates": ceil_table},
-                   "bootstrap": [{"model": l.model, "key": l.key, "test_acc": l.metrics["final"].get("test_acc")}
-                                 for l in links]},
+                   "bootstrap": [{"model": l.model, "key": l.key, "val_acc": l.metrics["final"].get("val_acc"),
+                                  "test_acc": l.metrics["final"].get("test_acc")} for l in links]},
     )
 
 
@@ -200,8 +264,21 @@ def search_context(plan: SearchPlan, shared, scaling: ScalingSpec):
         data=plan.data, shared=shared, cache_uri=plan.cache_uri, train_storage=plan.train_storage,
         strong=plan.strong, student_base=plan.student_base, scaling=scaling,
         max_failures=plan.args.max_failures, val_labels=plan.args.val_labels, min_gap=plan.args.min_gap,
-        select_on=plan.args.select_on, gap_z=plan.args.gap_z,
+        select_on=plan.args.select_on, gap_z=plan.args.gap_z, baselines=baseline_points(plan, shared),
     )
+
+
+def baseline_points(plan: SearchPlan, shared) -> list[dict[str, Any]]:
+    """The space's baselines, trained like the ceiling: its chosen reference settings (e.g. probe
+    layer and L2 strength) fill the knobs a baseline leaves at their defaults."""
+    chosen = shared.selection.get("ceiling", {}).get("chosen", {})
+    points = []
+    for point in plan.space.points_to_evaluate():
+        given = next((b for b in plan.space.baseline if all(point.get(k) == v for k, v in b.items())), {})
+        extra = {k: v for k, v in chosen.items()
+                 if k not in given and k in point and plan.space.params[k].contains(v)}
+        points.append({**point, **extra})
+    return points
 
 
 def make_tuner(plan: SearchPlan, ctx, callbacks: list):
@@ -211,7 +288,9 @@ def make_tuner(plan: SearchPlan, ctx, callbacks: list):
     from w2s_ray.search.searcher import make_searcher
     from w2s_ray.search.trainable import student_trial
 
-    trainable = tune.with_resources(tune.with_parameters(student_trial, ctx=ctx), {"CPU": TRIAL_CPU})
+    # a probe trial fits in its own process, so it holds a CPU; a fine-tune trial only waits on Ray Train
+    trial_cpu = 1.0 if student_modes(plan) == {"probe"} else TRIAL_CPU
+    trainable = tune.with_resources(tune.with_parameters(student_trial, ctx=ctx), {"CPU": trial_cpu})
     if _can_restore(plan):
         print(f"resuming search {plan.name} from {plan.exp_path}")
         return tune.Tuner.restore(plan.exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True,
@@ -224,9 +303,13 @@ def make_tuner(plan: SearchPlan, ctx, callbacks: list):
                                   max_t=max_t, grace_period=1)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=make_searcher(plan.space, plan.args.seed, plan.args.max_concurrent),
+        tune_config=tune.TuneConfig(search_alg=make_searcher(plan.space, plan.args.seed, plan.args.max_concurrent,
+                                                             ctx.baselines),
                                     scheduler=scheduler, num_samples=plan.num_samples,
-                                    max_concurrent_trials=plan.args.max_concurrent),
+                                    max_concurrent_trials=plan.args.max_concurrent,
+                                    # a probe trial is a sub-second fit: keep its process (imports, the
+                                    # shipped activations) for the next trial instead of starting another
+                                    reuse_actors=trial_cpu == 1.0),
         run_config=tune.RunConfig(name=plan.name, storage_path=plan.storage, callbacks=callbacks,
                                   failure_config=tune.FailureConfig(max_failures=plan.args.max_failures),
                                   verbose=1),

@@ -31,15 +31,41 @@ class Preset:
     val_labels: int | None = None
     ladder: tuple[str, ...] | None = None  # overrides the space file's bootstrap ladder
     pairwise_sizes: SplitSizes | None = None  # pairwise tasks train on two texts per example
+    train: dict = field(default_factory=dict)  # TrainConfig fields for every role (e.g. mode: probe)
+    space: str | None = None  # default space search_spaces/<space>_<kind>.yaml instead of the task's own
+    confirm_seeds: int = 0  # default --confirm-seeds
+    pairwise_max_length: int | None = None  # pairs of long texts (HH transcripts) get their own budget
+    weak_as_ladder: bool = False  # every bootstrap link is the weak model (tiny smoke presets)
 
     def sizes_for(self, kind: str) -> SplitSizes:
         """Split sizes for a task kind (``classify`` or ``pairwise``)."""
         return self.pairwise_sizes if kind == "pairwise" and self.pairwise_sizes is not None else self.sizes
 
+    def max_length_for(self, kind: str) -> int:
+        """Token budget per text for a task kind."""
+        return self.pairwise_max_length if kind == "pairwise" and self.pairwise_max_length else self.max_length
+
+
+def probe_grid(layers: range, weight_decays: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)) -> list[dict]:
+    """Reference candidates for probes: every layer x L2 strength (each fit is sub-second)."""
+    return [{"layer": layer, "weight_decay": wd} for layer in layers for wd in weight_decays]
+
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
+        Preset(
+            name="probe",
+            description="probes on cached frozen activations, MiniLM weak → all-mpnet-base-v2 strong; "
+                        "100 trials + 5 confirmation seeds, minutes on 2 CPU cores (default without GPUs)",
+            weak=MINILM, strong=MPNET,
+            sizes=SplitSizes(a=1000, b=1000, val=400, test=1000), max_length=64, batch_size=64, num_samples=100,
+            pairwise_sizes=SplitSizes(a=600, b=600, val=200, test=500), pairwise_max_length=128,
+            train={"mode": "probe", "lr": 1e-2, "weight_decay": 1e-2},
+            weak_grid=probe_grid(range(1, 7)), ceiling_grid=probe_grid(range(1, 13)),
+            reference_epochs=20, bootstrap_lr=1e-2, ladder=(f"{MPNET}@L4", f"{MPNET}@L8"),
+            space="probe", confirm_seeds=5,
+        ),
         Preset(
             name="quick",
             description="offline MiniLM ladder (@L1 weak → 6 layers strong); ~15 min on 2 CPU cores",
@@ -71,6 +97,16 @@ PRESETS: dict[str, Preset] = {
             weak="tiny-bert", strong="tiny-bert",
             sizes=SplitSizes(a=48, b=48, val=32, test=32), max_length=32, batch_size=16, num_samples=3,
             weak_grid=[{"lr": 1e-3}], ceiling_grid=[{"lr": 1e-3}], reference_epochs=1, bootstrap_lr=1e-3,
+            weak_as_ladder=True,
+        ),
+        Preset(
+            name="tiny-probe",
+            description="random tiny models, probes on cached activations: tests and smoke runs only, never a result",
+            weak="tiny-bert", strong="tiny-bert",
+            sizes=SplitSizes(a=48, b=48, val=32, test=32), max_length=32, batch_size=16, num_samples=4,
+            train={"mode": "probe", "lr": 1e-2}, weak_grid=probe_grid(range(1, 3), (1e-2, 1e-1)),
+            ceiling_grid=probe_grid(range(1, 3), (1e-2, 1e-1)), reference_epochs=5, bootstrap_lr=1e-2,
+            weak_as_ladder=True,
         ),
     ]
 }

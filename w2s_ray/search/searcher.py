@@ -21,8 +21,9 @@ class W2SOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def make_searcher(space: SearchSpace, seed: int, max_concurrent: int) -> ConcurrencyLimiter:
-    """Seeded TPE over a define-by-run space, baseline points first, concurrency-limited."""
+def make_searcher(space: SearchSpace, seed: int, max_concurrent: int,
+                  points: list[dict] | None = None) -> ConcurrencyLimiter:
+    """Seeded TPE over a define-by-run space, baseline points (default: the space's) first, concurrency-limited."""
     import optuna
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, len(space.baseline)))
@@ -31,7 +32,7 @@ def make_searcher(space: SearchSpace, seed: int, max_concurrent: int) -> Concurr
         metric="objective",
         mode="max",
         sampler=sampler,
-        points_to_evaluate=space.points_to_evaluate(),
+        points_to_evaluate=points if points is not None else space.points_to_evaluate(),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 

@@ -81,6 +81,8 @@ _KNOB_BOUNDS: dict[str, _Bounds] = {
     "lora_r": (1, None, False, False),
     "bootstrap_steps": (0, None, False, False),
     "filter_min_conf": (0.0, 1.0, False, True),  # as w2s_ray.experiment checks: [0, 1)
+    "weight_decay": (0.0, None, False, False),
+    "layer": (0, None, False, False),  # the model's own layer count is checked by the search plan
 }
 
 SPACES_ENV = "W2S_SPACES_DIR"

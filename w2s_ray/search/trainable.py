@@ -21,12 +21,16 @@ from w2s_ray.stages import Pipeline, WeakLabelPolicy
 from w2s_ray.train.executor import RayTrainExecutor
 
 
+# Knobs that are TrainConfig fields; the others (bootstrap_steps, weak-label settings) are read below.
+TRAIN_KNOBS: tuple[str, ...] = ("lr", "epochs", "batch_size", "mode", "lora_r", "weight_decay", "layer")
+
+
 def student_config(config: dict[str, Any], ctx: SearchContext):
     """Trial config → (TrainConfig, bootstrap steps, weak-label policy)."""
     knobs, loss_params = split_config(config)
     loss = knobs.get("loss", ctx.student_base.loss)
     params = {k: float(v) for k, v in loss_params.items() if k in LOSSES[loss].params}
-    overrides = {k: knobs[k] for k in ("lr", "epochs", "batch_size", "mode", "lora_r") if k in knobs}
+    overrides = {k: knobs[k] for k in TRAIN_KNOBS if k in knobs}
     cfg = ctx.student_base.replace(loss=loss, loss_params=params, **overrides)
     policy = WeakLabelPolicy(knobs.get("weak_label_transform", "soft"), float(knobs.get("filter_min_conf", 0.0)))
     return cfg, int(knobs.get("bootstrap_steps", 0)), policy
@@ -68,7 +72,7 @@ def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures, report_to_tune=True)
     shared = ctx.shared
     pipe = Pipeline(ctx.data, StageCache(ctx.cache_uri), executor, val_labels=ctx.val_labels,
-                    trial_meta={"trial_id": trial_id})
+                    trial_meta={"trial_id": trial_id}, activations=ctx.shared.activations)
     pipe.objective_meta = {"select_on": ctx.select_on, "weak": shared.weak_val_acc,
                            "ceiling": shared.ceiling_val_acc, "min_gap": ctx.min_gap,
                            "gap_se": shared.gap_se, "gap_z": ctx.gap_z}
