@@ -30,6 +30,23 @@ def plan(tmp_path, data_dir, model_cache):
     return tiny_plan(tmp_path, data_dir, "--confirm-seeds", "2")
 
 
+def test_confirmation_seeds_reshuffle_the_same_pool(plan):
+    """Each further seed reshuffles the search's texts among the splits (so activations are reused)."""
+    from dataclasses import replace
+
+    from w2s_ray.data import prepare_data
+
+    def rows(data):
+        return {name: set(split.ids) for name, split in data.splits.items()}
+
+    first = rows(plan.data)
+    again = rows(prepare_data(replace(plan.data_cfg, seed=1, pool_seed=plan.data_cfg.seed)))
+    fresh = rows(prepare_data(replace(plan.data_cfg, seed=1)))
+    assert set().union(*again.values()) == set().union(*first.values())  # the same pool
+    assert again != first  # ... dealt out differently
+    assert set().union(*fresh.values()) != set().union(*first.values())  # --fresh-pool: new texts
+
+
 def test_confirm_seeds_retrains_best_and_baseline_on_fresh_seeds(plan):
     executor = LocalExecutor()
     cache = StageCache(plan.cache_uri)
@@ -56,7 +73,10 @@ def test_confirm_seeds_retrains_best_and_baseline_on_fresh_seeds(plan):
         assert stats["pgr_undefined"] == 2 - len(defined)
         assert stats["pgr"]["n"] == len(defined)
         assert f"| {label} |" in out["table"]
-    assert "confirmation on 2 further seeds (test split)" in out["table"]
+    assert "confirmation on 2 further seeds (test split; the same pool reshuffled per seed)" in out["table"]
+    paired = out["paired"]["baseline"]
+    assert paired["n"] == 2 and paired["line"] in out["table"]
+    assert "beyond noise" in paired["line"]  # one line: beats the baseline beyond noise or not
 
     again = confirm_seeds(plan, ctx, {"rows": ROWS}, executor)
     assert cache.trainings()[len(before) + len(new):] == []  # everything reused from the cache

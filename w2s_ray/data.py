@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,12 +51,22 @@ def _fingerprint(splits: dict[str, Split]) -> str:
     return digest.hexdigest()[:24]
 
 
+def pool_rows(ds, splits: dict) -> Any:
+    """The rows of ``ds`` that ``splits`` hold (by id): the pool a further seed reshuffles."""
+    from w2s_ray.tasks.splits import column
+
+    wanted = {str(i) for part in splits.values() for i in column(part, "id")}
+    return ds.select([i for i, row_id in enumerate(column(ds, "id")) if str(row_id) in wanted])
+
+
 def prepare_data(cfg: DataConfig) -> PreparedData:
     """Load a task and carve its seeded, disjoint, deduplicated splits."""
     from w2s_ray.tasks import get_task, load_task, make_splits
 
     task = get_task(cfg.task)
     ds = load_task(cfg.task, cfg.data_dir, dict(cfg.task_options))
+    if cfg.pool_seed is not None and cfg.pool_seed != cfg.seed:
+        ds = pool_rows(ds, make_splits(ds, cfg.sizes, cfg.pool_seed, balance=cfg.balance))
     raw = make_splits(ds, cfg.sizes, cfg.seed, balance=cfg.balance)
     splits = {
         name: Split(

@@ -128,13 +128,18 @@ def plot_best_so_far(trials: pd.DataFrame, dest: Path) -> Path:
 
 
 def make_plots(search_dir: Path) -> list[Path]:
+    """Plots of a finished search into ``<search>/w2s/plots/``."""
     search, trials = load_search(search_dir)
-    plots = search_dir / "w2s" / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
+    return write_plots(search, trials, search_dir / "w2s" / "plots")
+
+
+def write_plots(search: dict[str, Any], trials: pd.DataFrame, dest: Path) -> list[Path]:
+    """The three plots of a search summary and its trials, as PNG files in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
     return [
-        plot_accuracy_vs_size(search, plots / "accuracy_vs_size.png"),
-        plot_pgr_per_method(search, trials, plots / "pgr_per_method.png"),
-        plot_best_so_far(trials, plots / "best_so_far.png"),
+        plot_accuracy_vs_size(search, dest / "accuracy_vs_size.png"),
+        plot_pgr_per_method(search, trials, dest / "pgr_per_method.png"),
+        plot_best_so_far(trials, dest / "best_so_far.png"),
     ]
 
 

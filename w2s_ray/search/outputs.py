@@ -45,7 +45,9 @@ def _student(plan, key: str) -> StageResult:
 
 # The selection mode a search did not use; its pick from the same trials is reported beside.
 OTHER_CRITERION = {"gt": "weak", "weak": "gt"}
-CONFIRMED_ROWS = ("baseline", "best")  # what --confirm-seeds retrains
+def confirmed(label: str) -> bool:
+    """Rows --confirm-seeds retrains: every baseline and the best config."""
+    return label == "best" or label.startswith("baseline")
 ROW_NOTES = {
     "best_by_weak": "best_by_weak: the trial `--select-on weak` would pick from these same trials (no GT labels: "
                     "agreement with weak labels + confidence; this favours imitation of the weak model).",
@@ -63,14 +65,16 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
     finished = frame[frame.get("final", pd.Series(dtype=float)).fillna(0) == 1] if "final" in frame else frame.iloc[0:0]
     if finished.empty:
         raise RuntimeError("no trial finished; see the Tune output above")
-    baseline_cfg = plan.space.points_to_evaluate()[0]
-    is_base = finished.apply(lambda r: all(_same(_config_of(r).get(k), v) for k, v in baseline_cfg.items()), axis=1)
-    base_row = finished[is_base].iloc[0] if is_base.any() else None
-    best_row = finished.loc[finished["objective"].astype(float).idxmax()]
+    rows: dict[str, Any] = {}
+    for i, point in enumerate(ctx.baselines or plan.space.points_to_evaluate()):
+        is_base = finished.apply(lambda r: all(_same(_config_of(r).get(k), v) for k, v in point.items()), axis=1)
+        label = "baseline" if i == 0 else f"baseline_{point.get('loss', i)}"
+        if label not in rows:
+            rows[label] = finished[is_base].iloc[0] if is_base.any() else None
+    rows["best"] = finished.loc[finished["objective"].astype(float).idxmax()]
     other = OTHER_CRITERION[plan.args.select_on]
     other_scores = finished.get(f"objective_{other}")
-    other_row = finished.loc[other_scores.astype(float).idxmax()] if other_scores is not None else None
-    rows = {"baseline": base_row, "best": best_row, f"best_by_{other}": other_row}
+    rows[f"best_by_{other}"] = finished.loc[other_scores.astype(float).idxmax()] if other_scores is not None else None
     report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.args.select_on,
                               "n_trials": int(len(frame)), "n_finished": int(len(finished)),
                               "references": ctx.shared.selection, "rows": {}}
@@ -138,22 +142,32 @@ def format_summary(report: dict[str, Any]) -> str:
     lines += [ROW_NOTES[label] for label in report["rows"] if label in ROW_NOTES]
     if "confirm" in report:
         lines += ["", report["confirm"]["table"]]
+    else:
+        lines += ["", "no confirmation seeds: rerun with --confirm-seeds K for test PGR over seeds and the paired "
+                      "best-vs-baseline comparison"]
     return "\n".join(lines)
 
 
 def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict[str, Any]:
-    """Retrain best and baseline on K further seeds (fresh splits and references); test PGR mean ± std.
+    """Retrain weak, ceiling, baselines and best on K further seeds; test PGR mean ± std and paired stats.
 
-    The seeds are ``seed + 1 … seed + K``; ``executor`` runs each training (cached stages are reused).
+    The seeds are ``seed + 1 … seed + K``. Each reshuffles the search's pool of texts among A, B,
+    val and test (``--fresh-pool``: draws a new pool), so cached activations are reused; the
+    references are reselected on each seed's validation split with the same grids. ``executor``
+    runs each training (cached stages are reused).
     """
+    from w2s_ray.activations import SplitActivations
     from w2s_ray.data import prepare_data
+    from w2s_ray.paired import paired_comparison, verdict
     from w2s_ray.search.trainable import student_config
     from w2s_ray.stages import Pipeline
 
-    per_label: dict[str, list[dict]] = {label: [] for label in report["rows"] if label in CONFIRMED_ROWS}
+    per_label: dict[str, list[dict]] = {label: [] for label in report["rows"] if confirmed(label)}
+    fresh = bool(getattr(plan.args, "fresh_pool", False))
     for seed in range(plan.args.seed + 1, plan.args.seed + 1 + plan.args.confirm_seeds):
-        data = prepare_data(replace(plan.data_cfg, seed=seed))
-        pipe = Pipeline(data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
+        data = prepare_data(replace(plan.data_cfg, seed=seed, pool_seed=None if fresh else plan.data_cfg.seed))
+        acts = SplitActivations(data, plan.cache_uri, plan.reference_base.max_length, plan.reference_base.pooling)
+        pipe = Pipeline(data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels, activations=acts)
         ref = plan.reference_base.replace(seed=seed)
         weak, _, _ = pipe.select("weak", plan.weak, ref, plan.preset.weak_grid)
         ceiling, _, _ = pipe.select("ceiling", plan.strong, ref, plan.preset.ceiling_grid)
@@ -164,8 +178,10 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
             student = pipe.student(plan.strong, cfg, source, policy, weak=weak)
             per_label[label].append(compare(data, weak, student, ceiling, "test", None, plan.args.min_gap,
                                             plan.args.gap_z))
-    out: dict[str, Any] = {"seeds": plan.args.confirm_seeds, "per_seed": per_label, "stats": {}}
-    lines = [f"confirmation on {plan.args.confirm_seeds} further seeds (test split)", "",
+    out: dict[str, Any] = {"seeds": plan.args.confirm_seeds, "pool": "fresh" if fresh else "reshuffled",
+                           "per_seed": per_label, "stats": {}, "paired": {}}
+    lines = [f"confirmation on {plan.args.confirm_seeds} further seeds (test split; "
+             f"{'a fresh pool of texts' if fresh else 'the same pool reshuffled'} per seed)", "",
              "| config | weak | ceiling | student | test PGR | undefined |", "|---|---|---|---|---|---|"]
     for label, runs in per_label.items():
         stats = {m: mean_std([r[m] for r in runs]) for m in ("weak_acc", "ceiling_acc", "student_acc")}
@@ -175,13 +191,23 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
         cell = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}" if s["n"] else "—"  # noqa: E731
         lines.append(f"| {label} | {cell(stats['weak_acc'])} | {cell(stats['ceiling_acc'])} | "
                      f"{cell(stats['student_acc'])} | {cell(stats['pgr'])} | {undefined}/{len(runs)} |")
+    lines.append("")
+    for label in (x for x in per_label if x.startswith("baseline")):
+        best, base = per_label["best"], per_label[label]
+        paired = paired_comparison([r["pgr"] for r in best], [r["pgr"] for r in base], "test PGR")
+        if paired["n"] < 3:  # PGR undefined on most seeds (gap within noise): compare accuracy instead
+            paired = paired_comparison([r["student_acc"] for r in best], [r["student_acc"] for r in base],
+                                       "test accuracy")
+        paired["line"] = verdict(paired, "best", label)
+        out["paired"][label] = paired
+        lines.append(paired["line"])
     out["table"] = "\n".join(lines)
     print(out["table"])
     return out
 
 
 def write_outputs(plan, report: dict[str, Any], grid) -> Path:
-    """summary.md, best_config.yaml, trials.parquet and search.json under <storage>/<name>/w2s/."""
+    """summary.md, best_config.yaml, trials.parquet, search.json and plots/ under <storage>/<name>/w2s/."""
     from w2s_ray.search.storage import publish_dir
 
     local = Path(tempfile.mkdtemp(prefix="w2s-out-"))
@@ -195,9 +221,16 @@ def write_outputs(plan, report: dict[str, Any], grid) -> Path:
     files["summary.md"].write_text(report["table"] + "\n")
     files["best_config.yaml"].write_text(yaml.safe_dump(json.loads(json.dumps(report["best_config"], default=str)),
                                                         sort_keys=False))
-    _trial_frame(grid).to_parquet(files["trials.parquet"], index=False)
+    trials = _trial_frame(grid)
+    trials.to_parquet(files["trials.parquet"], index=False)
     files["search.json"].write_text(json.dumps({k: v for k, v in report.items() if k != "table"},
                                                indent=2, default=str, sort_keys=True))
+    try:  # the search draws its own pictures; a plotting fault must not lose the results
+        from w2s_ray.report import write_plots
+
+        write_plots(json.loads(files["search.json"].read_text()), trials, local / "plots")
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: plots not written: {type(exc).__name__}: {exc}")
     target = f"{plan.exp_path}/w2s"
     publish_dir(local, target)
     print(f"outputs: {target}")
