@@ -133,6 +133,24 @@ def test_logconf_agrees_with_the_reference_two_class_softmax_formulation():
     assert float(ours) == pytest.approx(float(ref), rel=1e-5)
 
 
+@pytest.mark.parametrize("loss, kind", [("logconf", "classify"), ("bt_logconf", "pairwise")])
+@pytest.mark.parametrize("z, y", [(-2.0, 1.0), (2.0, 0.0), (0.3, 0.8)])
+def test_logconf_hardens_a_batch_of_one_to_its_weak_target(loss, kind, z, y):
+    # the quantile of one score is that score, so "z > threshold" gave label 0 whatever y said
+    assert losses._harden_at_prior(t([z]), t([y])).tolist() == pytest.approx([y])
+    got = call(loss, [z], [y], 1.0, kind=kind, aux_coef=1.0, warmup_frac=0.5)  # pure CE(z, h)
+    assert got == pytest.approx(ce(z, y), rel=1e-6)
+
+
+def test_logconf_splits_the_prior_over_tied_scores():
+    # an untrained zero head: every score ties; they share the prior's 3 of 4 positives
+    assert losses._harden_at_prior(t([0.0] * 4), t([1, 1, 1, 0])).tolist() == pytest.approx([0.75] * 4)
+    # a tie at the threshold gets what is left after the scores above it: prior 0.5 of 5 = 2.5
+    # positives; quantile(z, 0.5) = 0.0 with 2 scores above it -> the tied score gets 0.5
+    h = losses._harden_at_prior(t([-2.0, -1.0, 0.0, 1.0, 2.0]), t([1, 0, 1, 0, 0.5]))
+    assert h.tolist() == pytest.approx([0, 0, 0.5, 1, 1])
+
+
 def test_bt_logconf_hardens_the_students_preference():
     margins = [0.7, -0.4, 0.1, -1.3]
     y = [0.8, 0.3, 0.6, 0.3]  # prior 0.5 -> quantile(z, 0.5) = (-0.4 + 0.1) / 2 = -0.15

@@ -20,9 +20,31 @@ def test_accuracy_hard_and_soft_labels():
     assert accuracy(probs, np.array([1, 1, 0, 1])) == pytest.approx(1 / 4)  # preds [1, 0, 1, 0]
 
 
-def test_accuracy_of_a_tie_predicts_label_zero():
-    # a pair with r(a) == r(b): sigmoid(0) = 0.5 is not a preference for a
-    assert accuracy([0.5, 0.5], [1, 0]) == pytest.approx(1 / 2)
+def test_a_tie_counts_half_whatever_the_class_balance():
+    # an unbalanced pairwise test split: a was chosen in 55 of 100 pairs. A model with r(a) == r(b)
+    # everywhere (sigmoid(0) = 0.5) prefers nothing; counting ties as "b" used to score it 0.45
+    labels = np.array([1] * 55 + [0] * 45)
+    ties = np.full(100, 0.5)
+    assert accuracy(ties, labels) == pytest.approx(0.5)
+    assert accuracy(ties, 1 - labels) == pytest.approx(0.5)
+    # one tie among decided examples: 2 right + half
+    assert accuracy([0.9, 0.5, 0.2], [1, 1, 0]) == pytest.approx(2.5 / 3)
+    # a soft label of exactly 0.5 is a tie too
+    assert accuracy([0.9, 0.2], [0.5, 0.5]) == pytest.approx(0.5)
+
+
+def test_agreement_counts_a_tie_half():
+    assert agreement([0.5, 0.5, 0.9, 0.1], [0.9, 0.1, 0.8, 0.7]) == pytest.approx((0.5 + 0.5 + 1 + 0) / 4)
+    # two ties broken by independent coins agree half the time
+    assert agreement([0.5], [0.5]) == pytest.approx(0.5)
+    assert misfit([0.5, 0.9], [0.9, 0.9]).disagreement == pytest.approx(0.25)
+
+
+def test_gap_standard_error_counts_a_tie_half():
+    # weak ties everywhere (0.5 credit each), the ceiling is right on 3 of 4: d = [.5, .5, .5, -.5]
+    labels = [1, 0, 1, 0]
+    se = gap_standard_error([0.5] * 4, [0.9, 0.1, 0.8, 0.7], labels)
+    assert se == pytest.approx(np.std([0.5, 0.5, 0.5, -0.5], ddof=1) / 2)
 
 
 def test_agreement():

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from w2s_ray.data import PreparedData, Split
-from w2s_ray.objective import epoch_objective, gt_objective, weak_objective
+from w2s_ray.metrics import accuracy
+from w2s_ray.objective import (
+    COLLAPSE_SHARE,
+    CONFIDENCE_WEIGHT,
+    epoch_objective,
+    gt_objective,
+    prediction_terms,
+    weak_objective,
+)
 from w2s_ray.results import compare
 
 
@@ -38,12 +46,60 @@ def test_epoch_objective_uses_the_shared_gap_noise():
     # specs saved before the noise check existed still evaluate (min_gap only)
     old = {k: v for k, v in spec.items() if k not in ("gap_se", "gap_z")}
     assert epoch_objective({"val_acc_gt": 0.57}, old) == pytest.approx(1.75)
-    assert epoch_objective({"val_acc_weak": 0.9}, {"select_on": "weak"}) == pytest.approx(0.9)
 
 
-def test_weak_objective_rewards_agreement_and_confidence():
-    assert weak_objective(1.0, np.array([0.0, 1.0])) == pytest.approx(1.0)
-    assert weak_objective(0.5, np.array([0.5, 0.5])) == pytest.approx(0.25)
+def _labels(n: int, positive: int) -> np.ndarray:
+    return np.array([0.8] * positive + [0.2] * (n - positive))
+
+
+def test_the_no_gt_criterion_cannot_be_won_by_a_confident_collapsed_student():
+    # the sst2 quick search's case: weak labels 62% positive; a student predicting label 1 on
+    # every example with confidence 0.84 agrees with 62% of them and used to outscore students
+    # that agree more but are less confident (0.5 agreement + 0.5 confidence)
+    weak = _labels(100, 62)
+    collapsed = np.full(100, 0.92)
+    i = np.arange(100)
+    honest = np.where((i < 50) | ((i >= 62) & (i < 80)), 0.55, 0.45)  # agreement 0.70, confidence 0.1
+    assert accuracy(honest, weak) == pytest.approx(0.70)
+    assert weak_objective(honest, weak) > weak_objective(collapsed, weak)
+    # even a student agreeing with nothing beats a collapsed one
+    contrary = 1.0 - np.where(weak > 0.5, 0.9, 0.1)
+    assert prediction_terms(contrary)["val_major_share"] <= COLLAPSE_SHARE
+    assert weak_objective(contrary, weak) > weak_objective(collapsed, weak)
+
+
+def test_agreement_decides_and_confidence_only_breaks_ties():
+    weak = _labels(10, 5)
+    right = np.where(weak > 0.5, 0.51, 0.49)  # agrees on all 10, barely confident
+    one_wrong = np.where(weak > 0.5, 1.0, 0.0)
+    one_wrong[0] = 0.0  # agrees on 9 of 10, fully confident
+    assert weak_objective(right, weak) > weak_objective(one_wrong, weak)
+    sure = np.where(weak > 0.5, 0.99, 0.01)  # same agreement as `right`, more confident
+    assert weak_objective(sure, weak) > weak_objective(right, weak)
+    assert weak_objective(sure, weak) - weak_objective(right, weak) <= CONFIDENCE_WEIGHT
+
+
+def test_collapse_is_more_than_90_percent_one_class():
+    weak = _labels(10, 5)
+    nine = np.array([0.9] * 9 + [0.1])  # 90% label 1: not collapsed
+    ten = np.full(10, 0.9)
+    assert prediction_terms(nine)["val_major_share"] == pytest.approx(0.9)
+    assert weak_objective(nine, weak) == pytest.approx(0.6 + CONFIDENCE_WEIGHT * 0.8)
+    assert weak_objective(ten, weak) == pytest.approx(0.5 + CONFIDENCE_WEIGHT * 0.8 - 2.0)
+    assert prediction_terms(1.0 - ten)["val_major_share"] == pytest.approx(1.0)  # either class
+    # a tie is half a vote for each class
+    assert prediction_terms([0.5, 0.5, 0.9, 0.1])["val_major_share"] == pytest.approx(0.5)
+
+
+def test_the_epoch_objective_is_the_final_no_gt_score():
+    weak = _labels(20, 12)
+    spec = {"select_on": "weak"}
+    for student in (np.full(20, 0.8), np.linspace(0.05, 0.95, 20)):
+        # what the worker reports per epoch: val_acc_weak = accuracy against the weak labels
+        metrics = {"val_acc_weak": accuracy(student, weak), **prediction_terms(student)}
+        assert epoch_objective(metrics, spec) == weak_objective(student, weak)
+    assert epoch_objective({"val_acc_weak": 0.9, "val_major_share": 0.95, "val_confidence": 0.5}, spec) < 0
+    assert math.isnan(epoch_objective({"val_acc_weak": 0.9}, spec))  # no share: no score
 
 
 @dataclass

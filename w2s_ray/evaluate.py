@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,8 +14,41 @@ from w2s_ray.data import Split
 from w2s_ray.stages import StageResult
 
 
+class CheckpointMismatch(RuntimeError):
+    """A stage's saved weights do not fit the model rebuilt from its spec."""
+
+
+def check_checkpoint_keys(model: torch.nn.Module, saved: Iterable[str], mode: str, where: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointMismatch`, naming the keys, unless ``saved`` fits ``model`` in ``mode``.
+
+    Finetune checkpoints hold the whole state dict; probe and LoRA ones hold only the trainable
+    tensors (head, adapters: see ``w2s_ray.train.worker._weights``), so there only the frozen
+    body's keys may be absent. A key the model does not have is always an error.
+    """
+    saved = set(saved)
+    state = set(model.state_dict())
+    if mode == "finetune":
+        expected = state
+    else:
+        expected = {k for k, p in model.named_parameters() if p.requires_grad} & state
+    missing, unexpected = sorted(expected - saved), sorted(saved - state)
+    if missing or unexpected:
+        parts = [f"{len(missing)} missing ({_names(missing)})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected ({_names(unexpected)})"] if unexpected else []
+        raise CheckpointMismatch(f"{where} does not fit the {mode} model rebuilt from its spec: " + "; ".join(parts))
+
+
+def _names(keys: list[str], limit: int = 8) -> str:
+    more = f", … {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
 def load_stage_model(stage: StageResult):
-    """Rebuild a stage's model from its spec and load its saved (trainable) weights."""
+    """Rebuild a stage's model from its spec and load its saved (trainable) weights.
+
+    Raises :class:`CheckpointMismatch` if a trainable (or, for finetune, any) weight is missing
+    from the checkpoint or the checkpoint holds a key the model lacks.
+    """
     from safetensors.torch import load_file
 
     from w2s_ray.models import build_model
@@ -21,7 +56,10 @@ def load_stage_model(stage: StageResult):
     cfg = stage.config
     model, tokenizer = build_model(stage.model, mode=cfg["mode"], pooling=cfg["pooling"],
                                    lora_r=cfg["lora_r"], seed=cfg["seed"])
-    model.load_state_dict(load_file(str(stage.path / "checkpoint" / "model.safetensors")), strict=False)
+    path = stage.path / "checkpoint" / "model.safetensors"
+    weights = load_file(str(path))
+    check_checkpoint_keys(model, weights, cfg["mode"], where=f"{stage.kind} checkpoint {path}")
+    model.load_state_dict(weights, strict=False)  # the frozen body of probe/LoRA comes from the spec
     return model.eval(), tokenizer
 
 

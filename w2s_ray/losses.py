@@ -163,13 +163,23 @@ def _harden_at_prior(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
     Reference: ``threshold = quantile(p0, mean(y))``, hard label 1 iff ``p0 < threshold``.
     As ``p0 = sigmoid(-z)`` is decreasing in ``z`` this is ``z > quantile(z, 1 - mean(y))``
-    (linear interpolation, ties go to label 0). Working on logits avoids ties from sigmoid
-    saturating in float32.
+    (linear interpolation). Working on logits avoids ties from sigmoid saturating in float32.
+
+    Scores exactly at the threshold are indistinguishable, so instead of all going to label 0
+    (the reference) they share what is left of the prior's ``mean(y) * n`` positives equally:
+    the batch's hardened positive rate then matches the prior. This matters for tiny or
+    degenerate batches: a batch of 1 gets its own weak target (the reference always gave 0),
+    and a batch of equal scores (e.g. an untrained zero head) gets ``mean(y)`` each.
     """
     z = logits.detach()
     prior = targets.detach().mean().clamp(0.0, 1.0)
     threshold = torch.quantile(z, 1.0 - prior)
-    return (z > threshold).float()
+    above, tied = z > threshold, z == threshold
+    hard = above.float()
+    if bool(tied.any()):
+        share = ((prior * z.numel() - above.sum()) / tied.sum()).clamp(0.0, 1.0)
+        hard = torch.where(tied, share.to(hard.dtype), hard)
+    return hard
 
 
 def _logconf(logits: torch.Tensor, targets: torch.Tensor, progress: float, aux_coef: float, warmup_frac: float) -> torch.Tensor:

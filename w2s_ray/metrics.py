@@ -1,8 +1,9 @@
 """Evaluation metrics: accuracy, agreement, performance gap recovered (PGR) and misfit.
 
 All functions take ``p(label = 1)`` per example (``sigmoid`` of the model's score; for pairs,
-``p(a preferred) = sigmoid(r_a - r_b)``). A hard prediction is ``p > 0.5``, so a margin of
-exactly 0 predicts label 0.
+``p(a preferred) = sigmoid(r_a - r_b)``). A hard prediction is ``p > 0.5``; a tie (``p``
+exactly 0.5, e.g. a margin of exactly 0) is no prediction and scores as a fair coin flip: half
+credit against any label, so a model that ties everything scores 0.5 whatever the class balance.
 """
 
 from __future__ import annotations
@@ -34,24 +35,43 @@ def _as_pair(a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hard(probs: Any) -> np.ndarray:
-    """Hard 0/1 predictions ``probs > 0.5`` (also turns soft labels into hard ones)."""
+    """Hard 0/1 predictions ``probs > 0.5`` (also turns soft labels into hard ones); ties give 0.
+
+    For scoring use :func:`accuracy`, :func:`agreement` or :func:`match`, which count a tie as half.
+    """
     return (np.asarray(probs, dtype=np.float64) > 0.5).astype(np.int64)
+
+
+def vote(probs: Any) -> np.ndarray:
+    """Per example: 1.0 where ``p > 0.5``, 0.0 where ``p < 0.5`` and 0.5 for a tie (``p == 0.5``)."""
+    p = np.asarray(probs, dtype=np.float64)
+    return np.where(p > 0.5, 1.0, np.where(p < 0.5, 0.0, 0.5))
+
+
+def match(p: Any, q: Any) -> np.ndarray:
+    """Per-example credit for ``p``'s hard prediction matching ``q``'s: 1, 0, or 0.5 where either ties.
+
+    It is the chance the two agree when each tie is broken by a fair coin.
+    """
+    a, b = vote(p), vote(q)
+    return a * b + (1.0 - a) * (1.0 - b)
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     """Share of examples where ``probs > 0.5`` matches the label (soft labels thresholded at 0.5).
 
-    For pairs (``probs = sigmoid(r_a - r_b)``, label 1 when a was chosen) this is the share of
-    pairs where r(chosen) > r(rejected); a tied margin counts as preferring b.
+    A tie (``p == 0.5``, or a soft label of exactly 0.5) counts as half right. For pairs
+    (``probs = sigmoid(r_a - r_b)``, label 1 when a was chosen) this is the share of pairs where
+    r(chosen) > r(rejected), a tied margin counting half.
     """
     probs, labels = _as_pair(probs, labels, "accuracy")
-    return float(np.mean(hard(probs) == hard(labels)))
+    return float(np.mean(match(probs, labels)))
 
 
 def agreement(p: np.ndarray, q: np.ndarray) -> float:
-    """Share of examples where the hard predictions of ``p`` and ``q`` agree."""
+    """Share of examples where the hard predictions of ``p`` and ``q`` agree (a tie counts half)."""
     p, q = _as_pair(p, q, "agreement")
-    return float(np.mean(hard(p) == hard(q)))
+    return float(np.mean(match(p, q)))
 
 
 @dataclass(frozen=True)
@@ -85,8 +105,7 @@ def gap_standard_error(weak_probs: Any, ceiling_probs: Any, labels: Any) -> floa
     """
     w, labels_w = _as_pair(weak_probs, labels, "gap_standard_error")
     c, _ = _as_pair(ceiling_probs, labels, "gap_standard_error")
-    truth = hard(labels_w)
-    d = (hard(c) == truth).astype(np.float64) - (hard(w) == truth).astype(np.float64)
+    d = match(c, labels_w) - match(w, labels_w)  # ties count half, as in accuracy
     if d.size < 2:
         return math.inf
     return float(np.std(d, ddof=1) / math.sqrt(d.size))

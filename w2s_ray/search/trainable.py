@@ -12,8 +12,7 @@ from typing import Any
 
 from w2s_ray.cache import StageCache
 from w2s_ray.losses import LOSSES
-from w2s_ray.metrics import agreement
-from w2s_ray.objective import gt_objective, weak_objective
+from w2s_ray.objective import gt_objective, prediction_terms, weak_objective
 from w2s_ray.results import compare
 from w2s_ray.search.context import SearchContext
 from w2s_ray.search.space import split_config
@@ -42,7 +41,8 @@ def trial_metrics(ctx: SearchContext, student) -> dict[str, Any]:
     val = compare(ctx.data, shared.weak, student, shared.ceiling, "val", ctx.val_labels, ctx.min_gap, ctx.gap_z)
     objective, defined = gt_objective(val["student_acc"], shared.weak_val_acc, shared.ceiling_val_acc, ctx.min_gap,
                                       shared.gap_se, ctx.gap_z)
-    weak_score = weak_objective(agreement(student.probs("val"), shared.weak.probs("val")), student.probs("val"))
+    student_val = student.probs("val")
+    weak_score = weak_objective(student_val, shared.weak.probs("val"))
     return {
         "objective": objective if ctx.select_on == "gt" else weak_score,
         "objective_gt": objective,
@@ -56,6 +56,7 @@ def trial_metrics(ctx: SearchContext, student) -> dict[str, Any]:
         "student_val_acc": val["student_acc"],
         "student_val_acc_vs_weak": val["student_acc_vs_weak"],
         "student_weak_agreement": val["student_weak_agreement"],
+        "student_major_share": prediction_terms(student_val)["val_major_share"],
         "misfit_kl": val["misfit_kl"],
         "student_key": student.key,
         "student_checkpoint": str(student.path / "checkpoint"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -52,6 +51,21 @@ def predict(model: torch.nn.Module, enc: Encoded, batch_size: int, pad_id: int) 
     return out
 
 
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Row indices of each training batch of epoch ``epoch``: a shuffle that depends only on (seed, epoch).
+
+    Batches of ``batch_size`` in shuffled order, except that a last batch of a single example is
+    merged into the one before it (a batch of one gives a noisy step and no batch statistics,
+    e.g. for logconf's prior-quantile hardening); no example is dropped. ``batch_size = 1`` is
+    left as asked.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    chunks = [order[start : start + batch_size] for start in range(0, n, batch_size)]
+    if batch_size > 1 and len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [np.concatenate(chunks[-2:])]
+    return chunks
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -71,20 +85,20 @@ def fit(
 ) -> LoopState:
     """Train for ``cfg.epochs`` epochs (resuming from ``state``), with a linear LR decay.
 
-    The shuffle of epoch ``e`` depends only on (seed, e), so a resumed run sees the same
-    order as an uninterrupted one.
+    The batches of epoch ``e`` depend only on (seed, e) (:func:`epoch_batches`), so a resumed
+    run sees the same order as an uninterrupted one.
     """
     state = state or LoopState()
     optimizer = optimizer or make_optimizer(model, cfg)
-    steps_per_epoch = max(1, math.ceil(len(enc) / cfg.batch_size))
+    steps_per_epoch = max(1, len(epoch_batches(len(enc), cfg.batch_size, cfg.seed, 0)))
     total = steps_per_epoch * cfg.epochs
     device = _device(model)
     y_all = torch.as_tensor(np.asarray(targets, dtype=np.float32), device=device)
     model.train()
     for epoch in range(state.epoch, cfg.epochs):
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(enc))
         losses = []
-        for idx, batch in batches(enc, order, cfg.batch_size, pad_id):
+        for chunk in epoch_batches(len(enc), cfg.batch_size, cfg.seed, epoch):
+            idx, batch = next(batches(enc, chunk, len(chunk), pad_id))
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * max(0.0, 1.0 - state.step / total)
             margin = scores_to_margin(model(**_to(batch, device)).float(), len(idx), enc.kind)

@@ -140,6 +140,10 @@ def run_job(job: TrainJob, ctx) -> None:
                 ref = np.asarray(labels, dtype=np.float64)
                 known = ~np.isnan(ref)  # hidden GT labels (--val-labels cap) are NaN
                 metrics[name] = accuracy(probs[known], ref[known])
+                if split == "val":  # the no-GT objective's student-only terms (predicted-class share)
+                    from w2s_ray.objective import prediction_terms
+
+                    metrics.update(prediction_terms(probs))
             if "objective" in job.meta:
                 from w2s_ray.objective import epoch_objective
 
