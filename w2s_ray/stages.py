@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from w2s_ray.cache import StageCache, stage_key
 from w2s_ray.config import TrainConfig, to_dict
 from w2s_ray.data import PreparedData
+from w2s_ray.metrics import accuracy
 from w2s_ray.train.executor import Executor
 from w2s_ray.train.job import TrainJob
 
@@ -140,7 +141,6 @@ class Pipeline:
         from safetensors.torch import save_file
 
         from w2s_ray.activations import feature_source
-        from w2s_ray.metrics import accuracy
         from w2s_ray.train.probe import fit_probe
 
         feats = self.features(model, cfg)
@@ -246,7 +246,7 @@ class Pipeline:
         for overrides in candidates:
             cfg = base.replace(**overrides)
             stage = self.weak(model, cfg) if role == "weak" else self.ceiling(model, cfg)
-            acc = float(((stage.probs("val")[mask] > 0.5) == (val[mask] > 0.5)).mean())
+            acc = accuracy(stage.probs("val")[mask], val[mask])
             table.append({**overrides, "val_acc": acc, "key": stage.key})
             if best is None or acc > best[0]:
                 best = (acc, stage, overrides)

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--asha", action="store_true", help="ASHA early stopping (stopped trials are PRUNED in Optuna)")
     s.add_argument("--select-on", choices=SELECT_MODES, default="gt",
                    help="gt: validation PGR from GT val labels (default); weak: no-GT mode, agreement with weak "
-                        "labels + confidence (favours imitation)")
+                        "labels first, confidence only as a tie-break, collapsed students last (favours imitation)")
     add_gap_args(s)
     s.add_argument("--confirm-seeds", type=int, default=None,
                    help="retrain weak, ceiling, the baselines and the best config on K more seeds; report test PGR "

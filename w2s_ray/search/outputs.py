@@ -50,7 +50,8 @@ def confirmed(label: str) -> bool:
     return label == "best" or label.startswith("baseline")
 ROW_NOTES = {
     "best_by_weak": "best_by_weak: the trial `--select-on weak` would pick from these same trials (no GT labels: "
-                    "agreement with weak labels + confidence; this favours imitation of the weak model).",
+                    "agreement with weak labels first, confidence as a tie-break, a student predicting one class on more "
+                    "than 90% of validation last; this favours imitation of the weak model).",
     "best_by_gt": "best_by_gt: the trial GT validation PGR would pick from these same trials (uses GT labels).",
 }
 
