@@ -41,6 +41,7 @@ def parse(row: dict) -> tuple[chess.Board, chess.Move, chess.Move, str]:
     board.push_uci(moves[0])
     fen_line, side_line, move_line = row["text"].split("\n")
     assert fen_line == f"FEN: {board.fen()}"
+    assert row["group"] == " ".join(board.fen().split()[:4])  # the position, without move clocks
     assert side_line == f"Side to move: {'white' if board.turn else 'black'}"
     san = move_line.removeprefix("Move: ")
     candidate = board.parse_san(san)  # raises if the move is illegal or ambiguous
@@ -48,7 +49,7 @@ def parse(row: dict) -> tuple[chess.Board, chess.Move, chess.Move, str]:
 
 
 def rows_of(ds) -> list[dict]:
-    cols = ("id", "text", "label")
+    cols = ("id", "text", "label", "group")
     return [dict(zip(cols, r)) for r in zip(*(column(ds, c) for c in cols))]
 
 

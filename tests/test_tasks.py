@@ -8,6 +8,7 @@ import gzip
 import itertools
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -28,11 +29,14 @@ from w2s_ray.tasks import (
     resolve_data_dir,
 )
 from w2s_ray.tasks import registry
+from w2s_ray.tasks.base import GROUP, GROUP_SEP, columns
 from w2s_ray.tasks.local import read_records
-from w2s_ray.tasks.splits import column
+from w2s_ray.tasks.splits import column, row_groups
 
 DATA = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data")
-SIZES = SplitSizes(a=100, b=100, val=100, test=100)
+SIZES = SplitSizes(a=601, b=600, val=301, test=500)  # about the quick preset's; odd sizes on purpose
+PAIR_SIZES = SplitSizes(a=301, b=300, val=200, test=399)
+MULTIPLE_CHOICE = ("sciq", "cosmos_qa", "piqa", "quail", "dream", "anthropic_hh")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +51,10 @@ def raw_file(stem: str) -> list[dict]:
 
 
 def raw(row_id: str) -> dict:
-    """The raw record behind a local row id '<file stem>:<index>[:q<j>]'."""
+    """The raw record behind a local row id '<file stem>:<index>[:q<j>][:<variant>]'."""
     stem, idx, *rest = row_id.split(":")
     rec = raw_file(stem)[int(idx)]
+    rest = [r for r in rest if re.fullmatch(r"q\d+", r)]
     if rest:  # dream: one row per question
         rec = {"dialogue": rec["dialogue"], **rec["questions"][int(rest[0][1:])]}
     return rec
@@ -68,6 +73,13 @@ def split_texts(split: datasets.Dataset) -> set[str]:
     return {t.strip() for c in cols for t in column(split, c)}
 
 
+def split_groups(split: datasets.Dataset) -> set[str]:
+    """Every group key of a split's rows (empty if the task emits no `group` column)."""
+    if GROUP not in split.column_names:
+        return set()
+    return {k for g in column(split, GROUP) for k in g.split(GROUP_SEP) if k}
+
+
 # --- contract: every registered task ------------------------------------------------------
 
 def test_every_task_has_metadata():
@@ -80,9 +92,10 @@ def test_every_task_has_metadata():
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_task_contract(name, data_dir):
+    """Every task, real data: columns, ids; default splits balanced exactly, deterministic, leak-free."""
     task = get_task(name)
     ds = load_task(name, data_dir)
-    assert tuple(ds.column_names) == COLUMNS[task.kind]
+    assert tuple(ds.column_names) in (columns(task.kind), columns(task.kind, grouped=True))
     assert ds.features["label"].dtype == "int64" and ds.features["id"].dtype == "string"
     ids = list(column(ds, "id"))
     assert len(ids) == len(set(ids)), "row ids must be unique"
@@ -91,23 +104,50 @@ def test_task_contract(name, data_dir):
     for col in COLUMNS[task.kind][1:-1]:
         assert all(isinstance(t, str) and t.strip() for t in column(ds, col))
 
-    splits = make_splits(ds, SIZES, seed=0, balance=True)
+    sizes = PAIR_SIZES if task.kind == "pairwise" else SIZES
+    splits = make_splits(ds, sizes, seed=0)
     assert tuple(splits) == SPLIT_NAMES
-    for split in splits.values():
-        assert len(split) == 100
-        assert Counter(column(split, "label")) == Counter({0: 50, 1: 50})
-    again = make_splits(load_task(name, data_dir), SIZES, seed=0, balance=True)
+    for k, split in splits.items():
+        n = getattr(sizes, k)
+        assert len(split) == n
+        assert Counter(column(split, "label")) == Counter({0: n // 2, 1: n - n // 2}), k
+    again = make_splits(load_task(name, data_dir), sizes, seed=0)
     assert all(column(again[k], "id") == column(splits[k], "id") for k in SPLIT_NAMES)
     assert all(again[k].to_dict() == splits[k].to_dict() for k in SPLIT_NAMES)
-    other = make_splits(ds, SIZES, seed=1, balance=True)
+    other = make_splits(ds, sizes, seed=1)
     assert any(set(column(other[k], "id")) != set(column(splits[k], "id")) for k in SPLIT_NAMES)
 
-    for x, y in itertools.combinations(SPLIT_NAMES, 2):
-        assert not set(column(splits[x], "id")) & set(column(splits[y], "id"))
-        assert not split_texts(splits[x]) & split_texts(splits[y]), f"text shared by {x} and {y}"
+    for balance, parts in ((True, splits), (False, make_splits(ds, sizes, seed=2, balance=False))):
+        for x, y in itertools.combinations(SPLIT_NAMES, 2):
+            assert not set(column(parts[x], "id")) & set(column(parts[y], "id"))
+            assert not split_texts(parts[x]) & split_texts(parts[y]), f"text shared by {x} and {y} ({balance=})"
+            assert not split_groups(parts[x]) & split_groups(parts[y]), f"group shared by {x} and {y} ({balance=})"
     for split in splits.values():
         col = "text" if task.kind == "classify" else "text_a"
         assert len(set(column(split, col))) == len(split)
+
+
+@pytest.mark.parametrize("name", ["boolq", "cosmos_qa", "quail", "dream", "ethics_deontology",
+                                  "ethics_virtue", "ethics_utilitarianism", "piqa"])
+def test_tasks_with_shared_contexts_emit_groups(name, data_dir):
+    ds = load_task(name, data_dir)
+    assert all(column(ds, GROUP))
+    assert len(row_groups(ds)) < len({t.strip() for t in column(ds, "text")})  # rows do share them
+
+
+def test_too_large_balanced_splits_name_the_sizes_that_fit(data_dir):
+    ds = load_task("boolq", data_dir)  # 1,237 rows of label 0 (38%)
+    sizes = SplitSizes(a=1000, b=1000, val=300, test=500)
+    with pytest.raises(UserError) as err:
+        make_splits(ds, sizes, seed=0)
+    msg = str(err.value)
+    assert "\n" not in msg and "'boolq'" in msg and "lower the sizes: at most a=" in msg
+    assert "fit with balanced classes" in msg
+    fit = dict(re.findall(r"\b(a|b|val|test)=(\d+)", msg.split("at most", 1)[1]))
+    fit_sizes = SplitSizes(**{k: int(v) for k, v in fit.items()})
+    assert 0 < fit_sizes.a < 1000
+    splits = make_splits(ds, fit_sizes, seed=0)
+    assert all(Counter(column(s, "label"))[0] == getattr(fit_sizes, k) // 2 for k, s in splits.items())
 
 
 def test_sentiment_tasks_share_label_meaning_for_ood():
@@ -138,28 +178,36 @@ def test_sciq_negatives_show_a_distractor_and_positives_the_answer(data_dir):
         rec = raw(row["id"])
         answer = row["text"].split(" A: ", 1)[1]
         assert row["text"] == f"Q: {rec['question']} A: {answer}"
+        assert row["group"] == " ".join(rec["question"].split())
         if row["label"]:
-            assert answer == rec["correct_answer"]
+            assert answer == rec["correct_answer"] and row["id"].endswith(":correct")
         else:
-            assert answer != rec["correct_answer"]
+            assert answer != rec["correct_answer"] and row["id"].endswith(":distractor")
             assert answer in {rec["distractor1"], rec["distractor2"], rec["distractor3"]}
 
 
-def test_multiple_choice_labels_are_near_balanced(data_dir):
-    for name in ("sciq", "piqa", "quail", "dream"):
-        labels = column(load_task(name, data_dir), "label")
-        frac = sum(labels) / len(labels)
-        assert 0.42 < frac < 0.58, (name, frac)
+@pytest.mark.parametrize("name", MULTIPLE_CHOICE)
+def test_multiple_choice_gives_each_question_a_positive_and_a_negative_in_one_group(name, data_dir):
+    ds = load_task(name, data_dir)
+    per_question: dict[str, list[tuple[int, str]]] = {}
+    for row_id, label, group in zip(column(ds, "id"), column(ds, "label"), column(ds, GROUP)):
+        per_question.setdefault(row_id.rsplit(":", 1)[0], []).append((label, group))
+    forced = json.loads(ds.info.description)["stats"].get("none_of_the_above_only_label_0", 0)
+    shapes = Counter(tuple(sorted(label for label, _ in rows)) for rows in per_question.values())
+    assert shapes == Counter({(0, 1): len(per_question) - forced, **({(0,): forced} if forced else {})})
+    assert all(len({g for _, g in rows}) == 1 for rows in per_question.values())
+    assert (name == "cosmos_qa") == (forced > 0)
 
 
 def test_dream_has_one_row_per_question(data_dir):
     n_questions = sum(len(r["questions"]) for s in ("train", "dev", "test")
                       for r in read_records(DATA / "dream" / f"{s}.jsonl.gz"))
     ds = load_task("dream", data_dir)
-    assert len(ds) == n_questions
+    assert len(ds) == 2 * n_questions  # a correct and a distractor row per question
     row = ds[0]
     rec = raw(row["id"])
     assert row["text"].startswith("\n".join(rec["dialogue"])) and rec["question"] in row["text"]
+    assert row["id"].endswith(":q0:correct") and row["text"].endswith(f"A: {rec['answer']}")
 
 
 def test_anthropic_hh_shows_chosen_iff_label_1(data_dir):
@@ -168,6 +216,7 @@ def test_anthropic_hh_shows_chosen_iff_label_1(data_dir):
     for row in ds.select(range(300)):
         rec = raw(row["id"])
         assert row["text"] == (rec["chosen"] if row["label"] else rec["rejected"])
+        assert row["id"].endswith(":chosen" if row["label"] else ":rejected")
 
 
 def test_rm_pairs_keep_preference_and_drop_ties(data_dir):

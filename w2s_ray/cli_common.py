@@ -41,7 +41,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-b", type=int, default=None, help="rows in split B (student's weak labels / ceiling's GT)")
     g.add_argument("--n-val", type=int, default=None, help="rows in the validation split")
     g.add_argument("--n-test", type=int, default=None, help="rows in the held-out test split")
-    g.add_argument("--balance", action="store_true", help="balance classes within each split")
+    g.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
+                   help="exactly balanced classes in every split (default; --no-balance: as sampled)")
     g.add_argument("--val-labels", type=int, default=None,
                    help="cap on GT validation labels used for selection (few-labels setting)")
     g.add_argument("--cache-dir", default=os.environ.get("W2S_CACHE_DIR"),

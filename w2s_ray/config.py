@@ -32,7 +32,7 @@ class DataConfig:
     data_dir: str | None = None
     sizes: SplitSizes = field(default_factory=SplitSizes)
     seed: int = 0
-    balance: bool = False
+    balance: bool = True  # exactly n//2 label-0 rows per split (see w2s_ray.tasks.splits)
     task_options: dict[str, Any] = field(default_factory=dict)
     # When set, the rows are the pool that `pool_seed` draws, reshuffled among the splits by
     # `seed`: further seeds reuse the same texts (and so their cached activations).

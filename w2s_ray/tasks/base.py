@@ -3,7 +3,12 @@
 A task turns raw records (local files or hub rows) into a `datasets.Dataset` with columns
   classify: id (str), text (str), label (int 0/1)
   pairwise: id (str), text_a (str), text_b (str), label (int; 1 = text_a is preferred)
-Row ids are stable (file stem + line number, or hub split + row index) and unique.
+plus, for tasks whose rows share a question, passage or context, an optional `group` column:
+the identities a row shares with others, as keys joined by GROUP_SEP (see `group_key`).
+`splits.py` keeps rows that share a group key (or a text) in one split.
+Row ids are stable (file stem + line number, or hub split + row index) and unique; a record
+that becomes several rows (e.g. a question's correct and distractor rows) gives each row the
+suffix `:<variant>`.
 Any randomness in formatting (which distractor, which pair order) comes from a
 `random.Random` seeded by the task name and the row id, so a row's text does not depend on the
 split seed, on file order, or on which other rows were loaded.
@@ -29,10 +34,31 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "classify": ("id", "text", "label"),
     "pairwise": ("id", "text_a", "text_b", "label"),
 }
-FEATURES: dict[str, datasets.Features] = {
-    kind: datasets.Features({c: datasets.Value("int64" if c == "label" else "string") for c in cols})
-    for kind, cols in COLUMNS.items()
-}
+GROUP = "group"
+GROUP_SEP = "\x1f"  # separates the keys of one `group` value
+
+
+def columns(kind: TaskKind, grouped: bool = False) -> tuple[str, ...]:
+    """The columns of a task's dataset (with `group` last when the task emits it)."""
+    return (*COLUMNS[kind], GROUP) if grouped else COLUMNS[kind]
+
+
+def features(kind: TaskKind, grouped: bool = False) -> datasets.Features:
+    """Arrow features for `columns(kind, grouped)`."""
+    return datasets.Features({c: datasets.Value("int64" if c == "label" else "string")
+                              for c in columns(kind, grouped)})
+
+
+FEATURES: dict[str, datasets.Features] = {kind: features(kind) for kind in COLUMNS}  # type: ignore[arg-type]
+
+
+def group_key(*parts: Any) -> str:
+    """A `group` value from the identities a row shares (empty parts are skipped).
+
+    Each part is one key (a passage, a question); rows sharing any key are grouped.
+    """
+    keys = [" ".join(str(p).split()) for p in parts if p is not None]
+    return GROUP_SEP.join(k for k in keys if k)
 
 
 class Task(ABC):
@@ -112,10 +138,12 @@ def to_dataset(rows: list[dict[str, Any]], kind: TaskKind, name: str, origin: st
     ids = [r["id"] for r in rows]
     if len(set(ids)) != len(ids):  # a bug in a task, not bad input
         raise AssertionError(f"task {name!r} produced duplicate row ids")
-    cols = COLUMNS[kind]
+    grouped = any(GROUP in r for r in rows)
+    cols, feats = columns(kind, grouped), features(kind, grouped)
     description = json.dumps({"origin": origin, **(stats or {})}, sort_keys=True)
-    info = datasets.DatasetInfo(dataset_name=name, features=FEATURES[kind], description=description)
-    return datasets.Dataset.from_list([{c: r[c] for c in cols} for r in rows], features=FEATURES[kind], info=info)
+    info = datasets.DatasetInfo(dataset_name=name, features=feats, description=description)
+    return datasets.Dataset.from_list([{c: r.get(c, "") if c == GROUP else r[c] for c in cols} for r in rows],
+                                      features=feats, info=info)
 
 
 class RecordTask(Task):
@@ -163,21 +191,24 @@ class RecordTask(Task):
 
     @abstractmethod
     def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
-               stats: Counter[str]) -> dict[str, Any] | None:
-        """One record -> row fields (without `id`), or None to drop it (count why in `stats`)."""
+               stats: Counter[str]) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """One record -> row fields (without `id`), a list of rows, or None to drop it (count why in `stats`).
+
+        Rows of a list carry a `variant` name that suffixes their id.
+        """
 
     def load(self, data_dir: str | None, options: dict[str, Any]) -> datasets.Dataset:
         options = self.resolve_options(options)  # idempotent; makes direct calls safe too
         stats: Counter[str] = Counter()
         rows = []
         for row_id, source, rec in self.records(data_dir, options):
-            row = self.format(rec, random.Random(f"{self.name}:{row_id}"), options, source, stats)
-            if row is None:
-                continue
-            if any(not str(row[c]).strip() for c in COLUMNS[self.kind] if c.startswith("text")):
-                stats["dropped_empty_text"] += 1
-                continue
-            rows.append({"id": row_id, **row})
+            out = self.format(rec, random.Random(f"{self.name}:{row_id}"), options, source, stats)
+            for row in [] if out is None else [out] if isinstance(out, dict) else out:
+                if any(not str(row[c]).strip() for c in COLUMNS[self.kind] if c.startswith("text")):
+                    stats["dropped_empty_text"] += 1
+                    continue
+                variant = row.pop("variant", None)
+                rows.append({"id": row_id if variant is None else f"{row_id}:{variant}", **row})
         origin = str(Path(data_dir).expanduser()) if data_dir is not None else "the Hugging Face hub"
         return to_dataset(rows, self.kind, self.name, origin, {"options": _jsonable(options), "stats": dict(stats)})
 

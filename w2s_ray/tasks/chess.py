@@ -4,8 +4,10 @@ Lichess format: FEN is the position *before* the opponent's move Moves[0]; the s
 move is Moves[1]. For each puzzle (both csv.gz files pooled, deduplicated by FEN+Moves) we play
 Moves[0] and show the resulting board as FEN plus the side to move, and one candidate move in
 SAN. A coin flip from the puzzle's seeded RNG decides the row: the solution Moves[1] (label 1) or
-one distractor (label 0). One row per puzzle, so a position never appears in two splits and the
-labels are balanced in expectation.
+one distractor (label 0). One row per puzzle; its `group` is the shown position (FEN without
+move clocks), so puzzles reaching the same position stay in one split (none do in the local
+files). The labels are balanced in expectation here and
+exactly in every split by `splits.py` (which has ~7k puzzles of each label to choose from).
 
 Distractors (option `distractors`):
   matched (default): a legal move that shares with the solution, in order of preference,
@@ -34,7 +36,7 @@ from typing import Any, ClassVar, Iterator
 import chess
 
 from w2s_ray.errors import UserError
-from w2s_ray.tasks.base import RecordTask, choice_option
+from w2s_ray.tasks.base import RecordTask, choice_option, group_key
 from w2s_ray.tasks.hub import HubSource
 from w2s_ray.tasks.registry import register
 
@@ -111,6 +113,11 @@ def puzzle_position(fen: str, moves: str, source: str) -> tuple[chess.Board, che
         raise UserError(f"invalid puzzle in {source}: FEN {fen!r} Moves {moves!r} ({exc})") from None
 
 
+def position(board: chess.Board) -> str:
+    """The position a row asks about: FEN without the move clocks."""
+    return " ".join(board.fen().split()[:4])
+
+
 def render(board: chess.Board, move: chess.Move) -> str:
     """The text a model sees: position as FEN, side to move, candidate move in SAN."""
     side = "white" if board.turn == chess.WHITE else "black"
@@ -158,4 +165,5 @@ class ChessTask(RecordTask):
             if level > 0 and options["unmatched"] == "drop":
                 stats["dropped_unmatched"] += 1
                 return None
-        return {"text": render(board, solution if label else distractor), "label": label}
+        return {"text": render(board, solution if label else distractor), "label": label,
+                "group": group_key(position(board))}

@@ -2,9 +2,20 @@
 
 Formats follow openai/weak-to-strong `weak_to_strong/datasets.py` (sciq, boolq, cosmos_qa,
 amazon_polarity, anthropic_hh) and EleutherAI/w2s `w2s/ds_registry.py` (sst2, cola, dream,
-piqa, quail, ethics). Multiple-choice data becomes binary as the reference code does: with
-probability 1/2 the question is shown with its correct answer (label 1), otherwise with one
-distractor (label 0); both draws come from the row's own seeded RNG (see `base.py`).
+piqa, quail, ethics).
+
+Multiple-choice data (sciq, cosmos_qa, piqa, quail, dream) and HH transcripts (anthropic_hh)
+become binary with two rows per question, not the reference code's coin flip: the question
+with its correct answer (label 1, id suffix `:correct`) and with one distractor (label 0,
+`:distractor`; drawn from the record's seeded RNG, see `base.py`), both in one `group`. So
+classes are balanced by construction rather than by luck, and a split never holds one answer
+of a question whose other answer is in another split. The cost: a split of n rows covers
+about n/2 questions. cosmos_qa questions whose correct answer is "None of the above" keep the
+reference code's single label-0 row (the answer means nothing without the other options).
+
+`group` (see `base.py`) names what rows share: the passage/context/dialogue/goal/question a
+task shows, or for ETHICS the scenario. `splits.py` keeps rows sharing any of it in one split
+and balances the classes of every split.
 
 Local files hold only the splits listed in `../shared/data/SOURCES.md`; all of a task's files
 are pooled (see `splits.py` for why that is safe).
@@ -14,10 +25,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from w2s_ray.errors import UserError
-from w2s_ray.tasks.base import RecordTask, binary, list_option
+from w2s_ray.tasks.base import RecordTask, binary, group_key, list_option
 from w2s_ray.tasks.hub import HubSource
 from w2s_ray.tasks.local import require_columns
 from w2s_ray.tasks.registry import register
@@ -42,19 +53,22 @@ def index(value: Any, n: int, column: str, source: str) -> int:
     return i
 
 
-def pick_answer(rng: random.Random, correct: str, candidates: Sequence[Any],
-                stats: Counter[str]) -> tuple[str, int] | None:
-    """(answer, label): the correct answer with label 1, or a distractor with label 0.
+Row = dict[str, Any]
 
-    Candidates equal to the correct answer are never used as distractors. A record with no
-    distractor is dropped (None) whatever label it drew, so dropping cannot bias the labels.
+
+def answer_rows(rng: random.Random, correct: str, candidates: Sequence[Any], render: Callable[[str], str],
+                group: str, stats: Counter[str]) -> list[Row] | None:
+    """A question's two rows: `render(correct)` (label 1) and `render(distractor)` (label 0).
+
+    The distractor is drawn by `rng` from the candidates, never one equal to the correct
+    answer. Both rows carry `group`. A record with no distractor is dropped (None).
     """
-    label = int(rng.random() < 0.5)
     distractors = list(dict.fromkeys(text(c) for c in candidates if text(c).strip() and text(c) != correct))
     if not distractors:
         stats["dropped_no_distractor"] += 1
         return None
-    return (correct, 1) if label else (rng.choice(distractors), 0)
+    return [{"variant": "correct", "text": render(correct), "label": 1, "group": group},
+            {"variant": "distractor", "text": render(rng.choice(distractors)), "label": 0, "group": group}]
 
 
 class BinaryTask(RecordTask):
@@ -127,7 +141,8 @@ class BoolQ(BinaryTask):
 
     def format(self, rec, rng, options, source, stats):
         return {"text": f"Passage: {text(rec['passage'])}\nQuestion: {text(rec['question'])}",
-                "label": binary(rec["answer"], "answer", source)}
+                "label": binary(rec["answer"], "answer", source),
+                "group": group_key(rec["passage"], rec["question"])}
 
 
 @register
@@ -140,12 +155,9 @@ class SciQ(BinaryTask):
     required = ("question", "correct_answer", "distractor1", "distractor2", "distractor3")
 
     def format(self, rec, rng, options, source, stats):
-        picked = pick_answer(rng, text(rec["correct_answer"]),
-                             [rec["distractor1"], rec["distractor2"], rec["distractor3"]], stats)
-        if picked is None:
-            return None
-        answer, label = picked
-        return {"text": f"Q: {text(rec['question'])} A: {answer}", "label": label}
+        question = text(rec["question"])
+        return answer_rows(rng, text(rec["correct_answer"]), [rec[f"distractor{i}"] for i in (1, 2, 3)],
+                           lambda answer: f"Q: {question} A: {answer}", group_key(question), stats)
 
 
 @register
@@ -160,20 +172,15 @@ class CosmosQA(BinaryTask):
     def format(self, rec, rng, options, source, stats):
         answers = [text(rec[f"answer{i}"]) for i in range(4)]
         true_answer = answers[index(rec["label"], 4, "label", source)]
+        prefix = f"Context: {text(rec['context'])}\nQuestion: {text(rec['question'])}\nAnswer: "
+        group = group_key(rec["context"])  # questions ("What is probably true about the narrator?") repeat
         if "None of the above choices ." in true_answer:
-            # As the reference code: the correct answer says "none of the others", so the row
-            # shows a (wrong) other answer with label 0. Draw the coin anyway to keep RNG use uniform.
-            rng.random()
-            stats["none_of_the_above_forced_label_0"] += 1
+            # As the reference code: the correct answer says "none of the others", so only a
+            # (wrong) other answer is shown, with label 0.
+            stats["none_of_the_above_only_label_0"] += 1
             others = [a for a in answers if a != true_answer]
-            answer, label = rng.choice(others), 0
-        else:
-            picked = pick_answer(rng, true_answer, answers, stats)
-            if picked is None:
-                return None
-            answer, label = picked
-        return {"text": f"Context: {text(rec['context'])}\nQuestion: {text(rec['question'])}\nAnswer: {answer}",
-                "label": label}
+            return [{"variant": "distractor", "text": prefix + rng.choice(others), "label": 0, "group": group}]
+        return answer_rows(rng, true_answer, answers, lambda answer: prefix + answer, group, stats)
 
 
 @register
@@ -188,11 +195,9 @@ class Piqa(BinaryTask):
     def format(self, rec, rng, options, source, stats):
         correct = binary(rec["label"], "label", source)  # 0 -> sol1, 1 -> sol2
         sols = [text(rec["sol1"]), text(rec["sol2"])]
-        picked = pick_answer(rng, sols[correct], sols, stats)
-        if picked is None:
-            return None
-        answer, label = picked
-        return {"text": f"Q: {text(rec['goal'])} A: {answer}", "label": label}
+        goal = text(rec["goal"])
+        return answer_rows(rng, sols[correct], sols, lambda answer: f"Q: {goal} A: {answer}",
+                           group_key(goal), stats)
 
 
 @register
@@ -207,12 +212,9 @@ class Quail(BinaryTask):
     def format(self, rec, rng, options, source, stats):
         answers = [text(a) for a in rec["answers"]]
         correct = answers[index(rec["correct_answer_id"], len(answers), "correct_answer_id", source)]
-        picked = pick_answer(rng, correct, answers, stats)
-        if picked is None:
-            return None
-        answer, label = picked
-        return {"text": f'Passage:\n\n{text(rec["context"])}\n\nQ: "{text(rec["question"])}" Is the answer "{answer}"?',
-                "label": label}
+        prefix = f'Passage:\n\n{text(rec["context"])}\n\nQ: "{text(rec["question"])}" Is the answer "'
+        return answer_rows(rng, correct, answers, lambda answer: f'{prefix}{answer}"?',
+                           group_key(rec["context"]), stats)
 
 
 @register
@@ -235,19 +237,17 @@ class Dream(BinaryTask):
 
     def format(self, rec, rng, options, source, stats):
         require_columns([rec], ("question", "choice", "answer"), source)
-        picked = pick_answer(rng, text(rec["answer"]), rec["choice"], stats)
-        if picked is None:
-            return None
-        answer, label = picked
         dialogue = "\n".join(text(t) for t in rec["dialogue"])
-        return {"text": f"{dialogue}\n\nQ: {text(rec['question'])} A: {answer}", "label": label}
+        prefix = f"{dialogue}\n\nQ: {text(rec['question'])} A: "
+        return answer_rows(rng, text(rec["answer"]), rec["choice"], lambda answer: prefix + answer,
+                           group_key(dialogue), stats)
 
 
 @register
 class AnthropicHH(BinaryTask):
     name = "anthropic_hh"
     label_meaning = "hh_chosen"
-    description = "HH-RLHF single transcript (chosen or rejected, coin flip); label 1 = it is the chosen one"
+    description = "HH-RLHF single transcript (chosen and rejected rows per pair); label 1 = it is the chosen one"
     options: ClassVar[dict[str, Any]] = {"hh_splits": HH_SPLITS}
     required = ("chosen", "rejected")
     hub = (HubSource(HH_HF_ID),)
@@ -262,11 +262,18 @@ class AnthropicHH(BinaryTask):
         return tuple(HubSource(HH_HF_ID, data_dir=s, splits=("train", "test")) for s in options["hh_splits"])
 
     def format(self, rec, rng, options, source, stats):
-        if text(rec["chosen"]) == text(rec["rejected"]):
+        chosen, rejected = text(rec["chosen"]), text(rec["rejected"])
+        if chosen == rejected:
             stats["dropped_chosen_equals_rejected"] += 1
             return None
-        label = int(rng.random() < 0.5)
-        return {"text": text(rec["chosen"] if label else rec["rejected"]), "label": label}
+        group = group_key(hh_prompt(chosen), hh_prompt(rejected))
+        return [{"variant": "chosen", "text": chosen, "label": 1, "group": group},
+                {"variant": "rejected", "text": rejected, "label": 0, "group": group}]
+
+
+def hh_prompt(transcript: str) -> str:
+    """An HH transcript up to its last assistant turn (what chosen and rejected share)."""
+    return transcript.rsplit("\n\nAssistant:", 1)[0]
 
 
 # --- ETHICS (hendrycks/ethics); prompts as in EleutherAI/w2s ---------------------------------
@@ -283,9 +290,15 @@ class _EthicsLabelled(BinaryTask):
     def hub(self):  # type: ignore[override]
         return (HubSource("hendrycks/ethics", self.subset, splits=("train", "validation", "test")),)
 
+    def group_of(self, rec: dict[str, Any]) -> str:
+        """What this record shares with others ('' if only its text)."""
+        return ""
+
     def format(self, rec, rng, options, source, stats):
-        return {"text": self.prompt.format(**{k: text(rec[k]) for k in self.required if k != "label"}),
-                "label": binary(rec["label"], "label", source)}
+        row = {"text": self.prompt.format(**{k: text(rec[k]) for k in self.required if k != "label"}),
+               "label": binary(rec["label"], "label", source)}
+        group = self.group_of(rec)
+        return {**row, "group": group} if group else row
 
 
 @register
@@ -309,6 +322,9 @@ class EthicsDeontology(_EthicsLabelled):
     required = ("scenario", "excuse", "label")
     prompt = "Q: Is the following a morally valid excuse?\n\n{scenario}\n\n{excuse}\n\nA:"
 
+    def group_of(self, rec):
+        return group_key(rec["scenario"])  # one scenario, several excuses
+
 
 @register
 class EthicsJustice(_EthicsLabelled):
@@ -331,6 +347,9 @@ class EthicsVirtue(_EthicsLabelled):
     required = ("scenario", "label")
     prompt = "Q: Does this behavior match the adjective that follows?\n\n{scenario}\n\nA:"
 
+    def group_of(self, rec):
+        return group_key(text(rec["scenario"]).split(" [SEP] ")[0])  # one scenario, 5+ traits
+
 
 @register
 class EthicsUtilitarianism(BinaryTask):
@@ -349,4 +368,4 @@ class EthicsUtilitarianism(BinaryTask):
         label = int(rng.random() < 0.5)
         first, second = (better, worse) if label else (worse, better)
         return {"text": f"Q: Is scenario 1 more pleasant than scenario 2?\n\n1) {first}\n2) {second}\n\nA:",
-                "label": label}
+                "label": label, "group": group_key(better, worse)}  # scenarios recur across pairs
