@@ -46,7 +46,7 @@ class Preset:
         return self.pairwise_max_length if kind == "pairwise" and self.pairwise_max_length else self.max_length
 
 
-def probe_grid(layers: range, weight_decays: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)) -> list[dict]:
+def probe_grid(layers: range, weight_decays: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> list[dict]:
     """Reference candidates for probes: every layer x L2 strength (each fit is sub-second)."""
     return [{"layer": layer, "weight_decay": wd} for layer in layers for wd in weight_decays]
 

@@ -22,11 +22,12 @@ above choices ." stays a normal pair (that answer is also a distractor in most o
 
 from __future__ import annotations
 
+import os
 import random
 from collections import Counter
 from typing import Any, ClassVar
 
-from w2s_ray.tasks.base import RecordTask, binary, choice_option, list_option
+from w2s_ray.tasks.base import RecordTask, binary, choice_option, group_key, list_option
 from w2s_ray.tasks.hub import HubSource
 from w2s_ray.tasks.local import Record
 from w2s_ray.tasks.nlp import HH_HF_ID, HH_SPLITS, CosmosQA, Piqa, SciQ, index, text
@@ -76,6 +77,18 @@ def mc_pair(source: str, rec: Record, rng: random.Random, src: str,
     prompt = "\n\n".join(f"{name}: {value.strip()}" for name, value in parts)
     chosen, rejected = (f"{prompt}\n\nAnswer: {a}" for a in (correct, rng.choice(distractors)))
     return chosen, rejected
+
+
+def prompt_group(source: str, rec: Record, chosen: str, rejected: str) -> str:
+    """What pairs may share (their context, question or HH prompt): one split each, never two."""
+    if source == "qa_feedback":
+        return group_key(rec["question"])
+    if source in MC_SOURCES:
+        parts, _, _ = mc_question(source, rec, "rm")
+        # CosmosQA's questions repeat across stories ("What may happen next?"): group by story only
+        keys = [v for name, v in parts if name == "Context"] if source == "cosmos_qa" else [v for _, v in parts]
+        return group_key(*keys)
+    return group_key(os.path.commonprefix([chosen, rejected]).rsplit("Assistant:", 1)[0])
 
 
 @register
@@ -129,9 +142,10 @@ class RewardModelTask(RecordTask):
         if chosen == rejected:
             stats["dropped_chosen_equals_rejected"] += 1
             return None
+        group = prompt_group(options["source"], rec, chosen, rejected)
         if options["source"] == "qa_feedback":
             question = text(rec["question"])
             chosen, rejected = (f"Question: {question}\n\nAnswer: {r}" for r in (chosen, rejected))
         label = int(rng.random() < 0.5)
         a, b = (chosen, rejected) if label else (rejected, chosen)
-        return {"text_a": a, "text_b": b, "label": label}
+        return {"text_a": a, "text_b": b, "label": label, "group": group}
