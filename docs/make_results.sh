@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates docs/results/*.md and docs/results/*.json with the real offline MiniLM ladder.
-# Usage: bash docs/make_results.sh [sst2 amazon_polarity sciq rm rm-all rm-helpful mpnet search-quick search-mpnet ...]   (needs ../shared/data or W2S_DATA_DIR)
+# Usage: bash docs/make_results.sh [sst2 amazon_polarity sciq rm rm-all rm-helpful mpnet search-quick search-mpnet probe probe-<task> ...]   (needs ../shared/data or W2S_DATA_DIR)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${W2S_DATA_DIR:-../shared/data}"
@@ -10,7 +10,7 @@ for task in ${TASKS[@]}; do
   sizes=(--n-a 1000 --n-b 1000 --n-val 300 --n-test 500)
   # the local SciQ copy has 2,000 questions (validation + test), one binary row each
   [ "$task" = sciq ] && sizes=(--n-a 700 --n-b 700 --n-val 200 --n-test 400)
-  [[ "$task" == rm* || "$task" == mpnet || "$task" == search-* ]] && continue
+  [[ "$task" == rm* || "$task" == mpnet || "$task" == search-* || "$task" == probe* ]] && continue
   for loss in xent logconf; do
     extra=()
     [ "$loss" = logconf ] && extra=(--aux-coef 0.5 --warmup-frac 0.2)
@@ -73,4 +73,20 @@ search() {  # search <section name> <search args...>
   search rm-quick --task rm --preset quick                            # 19 min
 }
 [[ " ${TASKS[*]} " == *" search-mpnet "* ]] && search sst2-mpnet --task sst2 --preset mpnet --num-samples 3
+# The probe preset (the default without GPUs): MiniLM -> mpnet-base probes on cached activations,
+# 100 trials, then weak, ceiling, both baselines and the best config on 5 more seeds (the same
+# pool of texts reshuffled). Each is minutes on 2 CPU cores once the activations are cached.
+probe_search() {  # probe_search <task> [args...]
+  local task=$1; shift
+  search "probe-$task" --task "$task" --preset probe --max-concurrent 2 "$@"
+}
+for t in sst2 amazon_polarity boolq cosmos_qa chess rm rm-sciq; do
+  [[ " ${TASKS[*]} " == *" probe-$t "* || " ${TASKS[*]} " == *" probe "* ]] || continue
+  case $t in
+    boolq) probe_search boolq --n-a 700 --n-b 700 --n-val 300 --n-test 700 ;;  # 1,237 "no" answers in all
+    rm-sciq) search probe-rm-sciq --task rm --task-option source=sciq --preset probe --max-concurrent 2 \
+               --n-a 500 --n-b 500 --n-val 200 --n-test 500 ;;
+    *) probe_search "$t" ;;
+  esac
+done
 python -m w2s_ray.summary docs/results.md docs/results/*.json docs/results/search-*.md

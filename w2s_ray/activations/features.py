@@ -20,6 +20,8 @@ from w2s_ray.cache import StageCache
 from w2s_ray.data import PreparedData
 from w2s_ray.errors import UserError
 
+TRUNCATION_SIDE = "left"  # part of every activation key (through the store format)
+
 
 @dataclass(frozen=True)
 class FeatureSource:
@@ -118,6 +120,9 @@ class SplitActivations:
         from w2s_ray.models import parse_model_spec, resolve_model_source
 
         tokenizer = load_tokenizer(resolve_model_source(parse_model_spec(model)))
+        # every task puts what decides the label last (the question, the answer, the move, the
+        # assistant's reply): a long text loses its beginning, never its end
+        tokenizer.truncation_side = TRUNCATION_SIDE
         texts = [t for split in self.data.splits.values() for t in _texts(split.inputs, self.data.kind)]
         token_ids = tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         mkey = model_key(model, resolved_pooling(model, self.pooling), self.max_length)

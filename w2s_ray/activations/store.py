@@ -20,7 +20,7 @@ import numpy as np
 
 from w2s_ray.cache import StageCache, stage_key
 
-STORE_FORMAT = 1  # bump when the layout or the pooling of stored activations changes
+STORE_FORMAT = 2  # bump when the layout, pooling or truncation of stored activations changes (2: left truncation)
 KEY_BYTES = 16  # per-text keys: the first 16 bytes of a sha256
 
 

@@ -214,6 +214,16 @@ def scaling_for(plan: SearchPlan) -> ScalingSpec:
                        gpus_per_worker=args.gpus_per_worker)
 
 
+def shared_scaling(plan: SearchPlan, scaling: ScalingSpec) -> ScalingSpec:
+    """Shared stages run one at a time before any trial: on a local machine each may use every CPU."""
+    import ray
+
+    if plan.args.cpus_per_worker is not None or plan.args.address:
+        return scaling
+    total = ray.cluster_resources().get("CPU", 1)
+    return replace(scaling, cpus_per_worker=max(scaling.cpus_per_worker, math.floor(100 * total / scaling.num_workers) / 100))
+
+
 def compute_shared(plan: SearchPlan, executor: Executor):
     """Weak and ceiling (each with its own lr selection on GT validation) and bootstrap links.
 
@@ -330,7 +340,8 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         tracker.start(params=_search_params(plan), tags=_search_tags(plan))
         scaling = scaling_for(plan)
         executor = RayTrainExecutor(plan.train_storage, scaling, plan.args.max_failures)
-        shared = compute_shared(plan, executor)
+        shared = compute_shared(plan, RayTrainExecutor(plan.train_storage, shared_scaling(plan, scaling),
+                                                       plan.args.max_failures))
         _log_stages(tracker, shared)
         ctx = search_context(plan, shared, scaling)
         callback = tracker.callback(checkpoints=plan.args.checkpoints)

@@ -59,7 +59,7 @@ PRESETS: dict[str, Preset] = {
             description="probes on cached frozen activations, MiniLM weak → all-mpnet-base-v2 strong; "
                         "100 trials + 5 confirmation seeds, minutes on 2 CPU cores (default without GPUs)",
             weak=MINILM, strong=MPNET,
-            sizes=SplitSizes(a=1000, b=1000, val=400, test=1000), max_length=64, batch_size=64, num_samples=100,
+            sizes=SplitSizes(a=1000, b=1000, val=400, test=1000), max_length=128, batch_size=64, num_samples=100,
             pairwise_sizes=SplitSizes(a=600, b=600, val=200, test=500), pairwise_max_length=128,
             train={"mode": "probe", "lr": 1e-2, "weight_decay": 1e-2},
             weak_grid=probe_grid(range(1, 7)), ceiling_grid=probe_grid(range(1, 13)),

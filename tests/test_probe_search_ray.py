@@ -1,0 +1,58 @@
+"""A probe search on a real local Ray cluster: Tune trials fit their probes in-process.
+
+Ray Train runs the one extraction; no trial starts a Ray Train worker group, which is what
+makes hundreds of probe trials affordable.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.ray_cluster import LocalRay
+from tests.test_activations import PROBE_SPACE
+
+
+@pytest.mark.ray
+def test_probe_search_starts_no_train_worker_group_per_trial(tmp_path, data_dir, model_cache):
+    (tmp_path / "space.yaml").write_text(PROBE_SPACE)
+    ray = LocalRay()
+    ray.start_head(num_cpus=2)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny-probe",
+             "--space", str(tmp_path / "space.yaml"), "--num-samples", "8", "--max-concurrent", "2",
+             "--confirm-seeds", "1", "--storage", str(tmp_path / "runs"), "--name", "probe",
+             "--data-dir", data_dir, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+             "--address", ray.address],
+            env=ray.environ(), capture_output=True, text=True, timeout=900)
+    finally:
+        ray.stop()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "8/8 trials finished" in proc.stdout
+    ledger = [json.loads(x) for x in (tmp_path / "runs" / "cache" / "ledger.jsonl").read_text().splitlines()]
+    students = [t for t in ledger if t["stage"] == "student"]
+    assert [t["stage"] for t in ledger].count("activations") == 1  # weak and strong are one tiny model
+    trial_ids = {t["trial_id"] for t in students if "trial_id" in t}
+    assert len(trial_ids) == 8 and all(t["probe"] for t in students)
+    # Ray Train ran the extraction and nothing else: no student, weak or ceiling worker group
+    runs = sorted(p.name for p in (tmp_path / "runs" / "probe" / "train_runs").iterdir())
+    assert runs and all(name.startswith("activations-") for name in runs), runs
+    out = tmp_path / "runs" / "probe" / "w2s"
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 8 and (trials["final"] == 1).all()
+    summary = (out / "summary.md").read_text()
+    assert "confirmation on 1 further seeds" in summary and "beyond noise" in summary
+    # the search drew its own plots and logged them to its MLflow parent run
+    assert {p.name for p in (out / "plots").iterdir()} == {"accuracy_vs_size.png", "pgr_per_method.png",
+                                                           "best_so_far.png"}
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [parent] = client.search_runs([client.get_experiment_by_name("w2s-sst2").experiment_id],
+                                  "tags.`w2s.role` = 'search'")
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "outputs/plots")}
+    assert logged == {f"outputs/plots/{n}" for n in ("accuracy_vs_size.png", "pgr_per_method.png", "best_so_far.png")}
