@@ -147,18 +147,27 @@ def init_ray(plan: SearchPlan) -> None:
 
 
 def scaling_for(plan: SearchPlan) -> ScalingSpec:
+    """Resources per Train worker: the CLI's, else the preset's on a cluster, else sized from the local node.
+
+    On a cluster (``--address``, or inside a Ray job) the nodes a training needs may not exist yet
+    (autoscaling from an empty, 0-CPU head), so the preset fixes each worker's size; a local
+    run's node is real, so its CPUs are shared between the concurrent trainings.
+    """
     import ray
 
     args = plan.args
-    use_gpu = bool(args.use_gpu if args.use_gpu is not None else plan.preset.use_gpu)
+    preset = plan.preset
+    use_gpu = bool(args.use_gpu if args.use_gpu is not None else preset.use_gpu)
     cpus = args.cpus_per_worker
+    if cpus is None and args.address:
+        cpus = preset.cpus_per_worker
     if cpus is None:
         total = ray.cluster_resources().get("CPU", 1)
         # each trial's driver holds TRIAL_CPU; the Train workers get the rest (fractions are fine)
         share = (total - TRIAL_CPU * args.max_concurrent) / max(1, args.max_concurrent * args.num_workers)
         cpus = max(0.5, math.floor(share * 100) / 100)
-    return ScalingSpec(num_workers=args.num_workers, use_gpu=use_gpu, cpus_per_worker=cpus,
-                       gpus_per_worker=args.gpus_per_worker)
+    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else preset.gpus_per_worker
+    return ScalingSpec(num_workers=args.num_workers, use_gpu=use_gpu, cpus_per_worker=cpus, gpus_per_worker=gpus)
 
 
 def compute_shared(plan: SearchPlan, executor: Executor):
