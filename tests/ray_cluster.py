@@ -108,7 +108,9 @@ class LocalRay:
         if proc.returncode != 0 and "No available agent" in proc.stderr and attempts > 1:  # still registering
             time.sleep(15)
             return self.submit_job(*entrypoint, runtime_env=runtime_env, timeout=timeout, attempts=attempts - 1)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        # the driver's own lines (actors' log lines start with "(ActorName pid=...)")
+        driver = "\n".join(x for x in proc.stdout.splitlines() if not x.lstrip("\x1b[0-9;m").startswith("("))
+        assert proc.returncode == 0, driver[-4000:] + proc.stderr[-2000:]
         job_id = next(line.split("'")[1] for line in proc.stdout.splitlines() if "submitted successfully" in line)
         status = self.ray("job", "status", f"--address={self.dashboard}", job_id).stdout
         assert "succeeded" in status.lower(), status
