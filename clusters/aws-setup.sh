@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-time AWS setup for clusters/aws.yaml: the security group and the IAM instance profiles it
-# names. Safe to rerun: existing pieces are kept. Uses your normal AWS CLI credentials; writes none.
+# One-time AWS setup for clusters/aws.yaml: the security group it defines and the IAM instance
+# profiles it names. Safe to rerun: existing pieces are kept. Uses your normal AWS CLI credentials; writes none.
 #
 #   export W2S_SSH_CIDR="$(curl -s https://checkip.amazonaws.com)/32"   # where you run `ray up`
 #   export W2S_BUCKET=my-bucket                   # the S3 bucket W2S_STORAGE points into
@@ -73,11 +73,25 @@ for role in "$HEAD_ROLE" "$WORKER_ROLE"; do
   fi
 done
 
-# The head's autoscaler launches and terminates workers and hands them the worker role.
+# The head's autoscaler launches, tags and terminates workers and hands them the worker role:
+# exactly the EC2 calls Ray's AWS node provider makes from the head, nothing more (no
+# AmazonEC2FullAccess). The launcher's own setup (AMI lookup, security group, subnets) runs on your
+# machine with your credentials during `ray up`, not with this role.
 ACCOUNT="$(aws sts get-caller-identity --query Account --output text)"
-aws iam attach-role-policy --role-name "$HEAD_ROLE" \
-  --policy-arn arn:aws:iam::aws:policy/AmazonEC2FullAccess
-aws iam put-role-policy --role-name "$HEAD_ROLE" --policy-name w2s-pass-worker-role \
-  --policy-document "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iam:PassRole\",\"Resource\":\"arn:aws:iam::$ACCOUNT:role/$WORKER_ROLE\"}]}"
+AUTOSCALER_POLICY="$(cat <<JSON
+{"Version":"2012-10-17","Statement":[
+ {"Sid":"ReadInstances","Effect":"Allow","Action":["ec2:DescribeInstances","ec2:DescribeInstanceTypes","ec2:DescribeImages"],"Resource":"*"},
+ {"Sid":"LaunchWorkers","Effect":"Allow","Action":["ec2:RunInstances","ec2:CreateTags"],"Resource":"*","Condition":{"StringEquals":{"aws:RequestedRegion":"$REGION"}}},
+ {"Sid":"ManageOwnNodes","Effect":"Allow","Action":["ec2:CreateTags","ec2:TerminateInstances"],"Resource":"arn:aws:ec2:$REGION:$ACCOUNT:instance/*","Condition":{"StringEquals":{"ec2:ResourceTag/ray-cluster-name":"w2s-ray"}}},
+ {"Sid":"PassWorkerRole","Effect":"Allow","Action":"iam:PassRole","Resource":"arn:aws:iam::$ACCOUNT:role/$WORKER_ROLE","Condition":{"StringEquals":{"iam:PassedToService":"ec2.amazonaws.com"}}}
+]}
+JSON
+)"
+# an older version of this script attached AmazonEC2FullAccess; take it away again
+aws iam detach-role-policy --role-name "$HEAD_ROLE" \
+  --policy-arn arn:aws:iam::aws:policy/AmazonEC2FullAccess >/dev/null 2>&1 || true
+aws iam delete-role-policy --role-name "$HEAD_ROLE" --policy-name w2s-pass-worker-role >/dev/null 2>&1 || true
+aws iam put-role-policy --role-name "$HEAD_ROLE" --policy-name w2s-ray-autoscaler \
+  --policy-document "$AUTOSCALER_POLICY"
 
-echo "done: ray up clusters/aws.yaml"
+echo "done: envsubst '\$W2S_SSH_CIDR' < clusters/aws.yaml > /tmp/w2s-aws.yaml && ray up /tmp/w2s-aws.yaml"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-time GCP setup for clusters/gcp.yaml: the VPC, firewall rules and worker service account it
-# names. Safe to rerun: existing pieces are kept. Uses your gcloud login; writes no keys.
+# One-time GCP setup for clusters/gcp.yaml: the VPC, firewall rules and the head and worker service
+# accounts it names. Safe to rerun: existing pieces are kept. Uses your gcloud login; writes no keys.
 #
 #   export W2S_GCP_PROJECT=my-project
 #   export W2S_SSH_CIDR="$(curl -s https://checkip.amazonaws.com)/32"   # where you run `ray up`
@@ -29,6 +29,7 @@ PROJECT="$W2S_GCP_PROJECT"
 REGION="${W2S_GCP_REGION:-us-central1}"
 NET=w2s-ray
 TAG=w2s-ray
+HEAD_SA="w2s-ray-head@$PROJECT.iam.gserviceaccount.com"
 WORKER_SA="w2s-ray-worker@$PROJECT.iam.gserviceaccount.com"
 
 exists() { "$@" >/dev/null 2>&1; }
@@ -46,13 +47,24 @@ exists gcloud compute firewall-rules describe w2s-ray-ssh --project "$PROJECT" |
   gcloud compute firewall-rules create w2s-ray-ssh --project "$PROJECT" --network "$NET" \
     --direction INGRESS --allow tcp:22 --source-ranges "$W2S_SSH_CIDR" --target-tags "$TAG"
 
-# --- identity: workers may read and write the storage bucket, nothing more ------------------
-# (The head uses the service account Ray creates for it, ray-autoscaler-sa-v1, which may launch
-# instances and attach this one to them.)
-exists gcloud iam service-accounts describe "$WORKER_SA" --project "$PROJECT" ||
-  gcloud iam service-accounts create w2s-ray-worker --project "$PROJECT" \
-    --display-name "w2s_ray GPU workers"
-gcloud storage buckets add-iam-policy-binding "gs://$W2S_BUCKET" \
-  --member "serviceAccount:$WORKER_SA" --role roles/storage.objectAdmin >/dev/null
+# --- identity: each node kind has its own service account with the narrowest roles that work ---
+# workers: read and write the storage bucket, nothing else.
+# head: the same bucket (the search driver writes results there), create/delete/label instances
+# in this project (roles/compute.instanceAdmin.v1: no firewall, network or IAM changes), and
+# attach the worker account to them (roles/iam.serviceAccountUser on that one account only,
+# not project-wide). Ray's default head account (ray-autoscaler-sa-v1: compute.admin,
+# storage.objectAdmin and serviceAccountUser on the whole project) is not used by any node.
+for sa in w2s-ray-head w2s-ray-worker; do
+  exists gcloud iam service-accounts describe "$sa@$PROJECT.iam.gserviceaccount.com" --project "$PROJECT" ||
+    gcloud iam service-accounts create "$sa" --project "$PROJECT" --display-name "w2s_ray $sa"
+done
+for member in "serviceAccount:$HEAD_SA" "serviceAccount:$WORKER_SA"; do
+  gcloud storage buckets add-iam-policy-binding "gs://$W2S_BUCKET" \
+    --member "$member" --role roles/storage.objectAdmin >/dev/null
+done
+gcloud projects add-iam-policy-binding "$PROJECT" --condition=None \
+  --member "serviceAccount:$HEAD_SA" --role roles/compute.instanceAdmin.v1 >/dev/null
+gcloud iam service-accounts add-iam-policy-binding "$WORKER_SA" --project "$PROJECT" \
+  --member "serviceAccount:$HEAD_SA" --role roles/iam.serviceAccountUser >/dev/null
 
 echo "done: envsubst '\$W2S_GCP_PROJECT' < clusters/gcp.yaml > /tmp/w2s-gcp.yaml && ray up /tmp/w2s-gcp.yaml"

@@ -96,6 +96,26 @@ class LocalRay:
                 time.sleep(2)
         raise TimeoutError("Ray job server did not come up")
 
+    def submit_job(self, *entrypoint: str, runtime_env: dict | None = None, timeout: float = 1500,
+                   attempts: int = 6) -> str:
+        """`ray job submit` (optionally `--runtime-env-json`); waits, asserts the job succeeded, returns its output."""
+        import json
+
+        self.wait_for_job_agent()
+        extra = ["--runtime-env-json", json.dumps(runtime_env)] if runtime_env is not None else []
+        proc = self.ray("job", "submit", f"--address={self.dashboard}", *extra, "--", *entrypoint,
+                        check=False, timeout=timeout)
+        if proc.returncode != 0 and "No available agent" in proc.stderr and attempts > 1:  # still registering
+            time.sleep(15)
+            return self.submit_job(*entrypoint, runtime_env=runtime_env, timeout=timeout, attempts=attempts - 1)
+        # the driver's own lines (actors' log lines start with "(ActorName pid=...)")
+        driver = "\n".join(x for x in proc.stdout.splitlines() if not x.lstrip("\x1b[0-9;m").startswith("("))
+        assert proc.returncode == 0, driver[-4000:] + proc.stderr[-2000:]
+        job_id = next(line.split("'")[1] for line in proc.stdout.splitlines() if "submitted successfully" in line)
+        status = self.ray("job", "status", f"--address={self.dashboard}", job_id).stdout
+        assert "succeeded" in status.lower(), status
+        return proc.stdout
+
     def add_node(self, num_cpus: int = 1, resources: str = "{}") -> "RayNode":
         """`ray start --address` a worker node on this machine, with its own short temp dir."""
         node = RayNode(Path(tempfile.mkdtemp(prefix="w2snode-", dir="/tmp")))

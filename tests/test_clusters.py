@@ -39,6 +39,9 @@ SETUP_SCRIPTS = {"aws": CLUSTERS / "aws-setup.sh", "gcp": CLUSTERS / "gcp-setup.
 SERVICE_PORTS = (8265, 10001, 5000)  # dashboard / job server, Ray client, MLflow
 WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 GCP_PLACEHOLDER = "${W2S_GCP_PROJECT}"
+SSH_PLACEHOLDER = "${W2S_SSH_CIDR}"
+PLACEHOLDERS = {"aws": {SSH_PLACEHOLDER}, "gcp": {GCP_PLACEHOLDER}}
+USER_CIDR = "203.0.113.7/32"
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -52,10 +55,11 @@ def project_ray_version() -> str:
 
 
 def load_launcher(name: str, project: str | None = "w2s-test-project") -> dict[str, Any]:
-    """A launcher config as `ray up` would read it (GCP: after `envsubst '$W2S_GCP_PROJECT'`)."""
+    """A launcher config as `ray up` would read it, after `envsubst` of its placeholders
+    (GCP: the project, AWS: the SSH CIDR); ``project=None`` leaves them in."""
     text = LAUNCHERS[name].read_text()
     if project is not None:
-        text = text.replace(GCP_PLACEHOLDER, project)
+        text = text.replace(GCP_PLACEHOLDER, project).replace(SSH_PLACEHOLDER, USER_CIDR)
     return yaml.safe_load(text)
 
 
@@ -230,13 +234,13 @@ def test_launcher_config_passes_ray_validation_offline(name: str, no_network: No
     assert "cluster_synced_files" in prepared and "head_node" not in prepared
 
 
-def test_gcp_config_validates_before_substitution_and_only_needs_the_project(
-    no_network: None,
+@pytest.mark.parametrize("name", sorted(LAUNCHERS))
+def test_launcher_config_validates_before_substitution_and_needs_only_its_placeholder(
+    name: str, no_network: None
 ) -> None:
-    raw = LAUNCHERS["gcp"].read_text()
-    assert set(re.findall(r"\$\{[^}]*\}", raw)) == {GCP_PLACEHOLDER}
-    ray_validate(load_launcher("gcp", project=None))
-    assert "${" not in LAUNCHERS["aws"].read_text()
+    raw = LAUNCHERS[name].read_text()
+    assert set(re.findall(r"\$\{[^}]*\}", raw)) == PLACEHOLDERS[name]
+    ray_validate(load_launcher(name, project=None))
 
 
 def _rename(config: dict[str, Any], old: str, new: str) -> None:
@@ -568,7 +572,9 @@ def test_readme_covers_the_workflow() -> None:
         "--working-dir",
         "--runtime-env-json",
         "MLFLOW_TRACKING_URI",
-        "python -m w2s_ray.search --task rm --storage",
+        "python -m w2s_ray.search --task rm --preset paper --use-gpu --storage",
+        "W2S_DATA_DIR",
+        "Hugging Face hub",
         "ray job logs",
         "ray dashboard",
         "ray down",
@@ -579,3 +585,209 @@ def test_readme_covers_the_workflow() -> None:
         "--resume",
     ]:
         assert needle in readme, needle
+
+
+def test_readme_search_commands_name_the_preset() -> None:
+    readme = (CLUSTERS / "README.md").read_text()
+    blocks = "\n".join(re.findall(r"```bash\n(.*?)```", readme, re.S)).replace("\\\n", " ")
+    commands = re.findall(r"python -m w2s_ray\.search --task rm[^\n]*", blocks)
+    assert commands
+    for command in commands:
+        assert "--preset" in command, command
+
+
+# --- least privilege ---------------------------------------------------------------------------------
+
+# boto3 calls in Ray's AWS node provider (it runs on the head with the head's role) -> IAM action
+RAY_EC2_CALLS = {
+    "create_instances": "ec2:RunInstances", "create_tags": "ec2:CreateTags",
+    "terminate_instances": "ec2:TerminateInstances", "terminate": "ec2:TerminateInstances",
+    "describe_instance_types": "ec2:DescribeInstanceTypes", "describe_images": "ec2:DescribeImages",
+    "filter": "ec2:DescribeInstances", "start_instances": "ec2:StartInstances",
+    "stop_instances": "ec2:StopInstances", "stop": "ec2:StopInstances",
+}
+ONLY_WITH_CACHED_NODES = {"ec2:StartInstances", "ec2:StopInstances"}
+
+
+def aws_head_policy() -> dict[str, Any]:
+    """The head role's inline policy from aws-setup.sh, with the script's variables filled in."""
+    import json
+
+    text = SETUP_SCRIPTS["aws"].read_text()
+    body = re.search(r'AUTOSCALER_POLICY="\$\(cat <<JSON\n(.*?)\nJSON\n', text, re.S)
+    assert body, "aws-setup.sh has no AUTOSCALER_POLICY heredoc"
+    filled = (body.group(1).replace("$REGION", "us-west-2").replace("$ACCOUNT", "123456789012")
+              .replace("$WORKER_ROLE", "w2s-ray-worker"))
+    return json.loads(filled)
+
+
+def policy_actions(policy: dict[str, Any]) -> set[str]:
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        acts = statement["Action"]
+        actions |= {acts} if isinstance(acts, str) else set(acts)
+    return actions
+
+
+def test_aws_head_role_gets_only_the_autoscalers_ec2_calls_and_passrole() -> None:
+    text = SETUP_SCRIPTS["aws"].read_text()
+    commands = shell_commands(text)
+    assert not [c for c in commands if "attach-role-policy" in c], "no managed policies on the roles"
+    assert all("detach-role-policy" in c for c in commands if "FullAccess" in c and not c.startswith("#"))
+    policy = aws_head_policy()
+    actions = policy_actions(policy)
+    assert all("*" not in a for a in actions), actions
+    assert {a.split(":")[0] for a in actions} == {"ec2", "iam"}
+    assert {a for a in actions if a.startswith("iam:")} == {"iam:PassRole"}
+    # every EC2 call Ray's node provider makes from the head is allowed, and nothing else
+    source = (Path(ray.__file__).parent / "autoscaler" / "_private" / "aws" / "node_provider.py").read_text()
+    used = {RAY_EC2_CALLS[m] for m in re.findall(r"\.(\w+)\(", source) if m in RAY_EC2_CALLS}
+    assert load_launcher("aws")["provider"]["cache_stopped_nodes"] is False
+    assert actions == (used - ONLY_WITH_CACHED_NODES) | {"ec2:DescribeInstances", "iam:PassRole"}
+    (pass_role,) = [st for st in policy["Statement"] if st["Action"] == "iam:PassRole"]
+    assert pass_role["Resource"] == "arn:aws:iam::123456789012:role/w2s-ray-worker"
+    terminate = [st for st in policy["Statement"] if "ec2:TerminateInstances" in st["Action"]]
+    assert terminate and all("ec2:ResourceTag/ray-cluster-name" in str(st.get("Condition")) for st in terminate)
+
+
+def test_aws_policy_check_catches_broad_grants() -> None:
+    policy = aws_head_policy()
+    policy["Statement"].append({"Effect": "Allow", "Action": "ec2:*", "Resource": "*"})
+    assert any("*" in a for a in policy_actions(policy))
+
+
+@pytest.mark.parametrize("node_type", ["head", "gpu_small", "gpu_large"])
+def test_aws_nodes_require_imdsv2_and_encrypt_their_disks(node_type: str) -> None:
+    prepared = ray_validate(load_launcher("aws"))
+    node_config = prepared["available_node_types"][node_type]["node_config"]
+    assert node_config["MetadataOptions"]["HttpTokens"] == "required"
+    assert node_config["MetadataOptions"].get("HttpEndpoint", "enabled") == "enabled"
+    disks = node_config["BlockDeviceMappings"]
+    assert disks and all(d["Ebs"]["Encrypted"] is True for d in disks)
+
+
+def test_aws_security_group_is_defined_in_the_yaml_with_ssh_from_the_users_cidr() -> None:
+    group = load_launcher("aws")["provider"]["security_group"]
+    assert group["GroupName"] == "w2s-ray-sg"
+    (rule,) = group["IpPermissions"]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 22, 22)
+    assert [r["CidrIp"] for r in rule["IpRanges"]] == [USER_CIDR] and not rule.get("Ipv6Ranges")
+    raw = yaml.safe_load(LAUNCHERS["aws"].read_text())["provider"]["security_group"]
+    assert raw["IpPermissions"][0]["IpRanges"][0]["CidrIp"] == SSH_PLACEHOLDER
+    # aws-setup.sh creates the group with this rule (and the intra-cluster one), so Ray adds none
+    (ssh,) = [c for c in shell_commands(SETUP_SCRIPTS["aws"].read_text()) if "--cidr" in c]
+    assert '--group-id "$SG_ID"' in ssh and "--port 22" in ssh and '"$W2S_SSH_CIDR"' in ssh
+
+
+GCP_HEAD_SA = "w2s-ray-head@w2s-test-project.iam.gserviceaccount.com"
+GCP_WORKER_SA = "w2s-ray-worker@w2s-test-project.iam.gserviceaccount.com"
+
+
+def test_gcp_nodes_use_their_own_service_accounts() -> None:
+    prepared = ray_validate(load_launcher("gcp"))
+    for name, node_type in prepared["available_node_types"].items():
+        (account,) = node_type["node_config"]["serviceAccounts"]
+        assert account["email"] == (GCP_HEAD_SA if name == prepared["head_node_type"] else GCP_WORKER_SA), name
+    text = LAUNCHERS["gcp"].read_text()
+    assert "ray-autoscaler-sa-v1@" not in text and "-compute@developer" not in text
+
+
+def test_gcp_setup_grants_the_narrowest_roles() -> None:
+    commands = shell_commands(SETUP_SCRIPTS["gcp"].read_text())
+    grants = [c for c in commands if "add-iam-policy-binding" in c]
+    roles = {c: re.search(r"--role (\S+)", c).group(1) for c in grants}
+    assert not {"roles/owner", "roles/editor", "roles/compute.admin"} & set(roles.values())
+    project_level = [c for c in grants if c.startswith("gcloud projects ")]
+    assert [roles[c] for c in project_level] == ["roles/compute.instanceAdmin.v1"]
+    assert all('"serviceAccount:$HEAD_SA"' in c for c in project_level)
+    (act_as,) = [c for c in grants if roles[c] == "roles/iam.serviceAccountUser"]
+    assert act_as.startswith('gcloud iam service-accounts add-iam-policy-binding "$WORKER_SA"')
+    assert '"serviceAccount:$HEAD_SA"' in act_as
+    buckets = [c for c in grants if c.startswith("gcloud storage buckets ")]
+    assert buckets and all('"gs://$W2S_BUCKET"' in c and roles[c] == "roles/storage.objectAdmin" for c in buckets)
+    assert set(roles) == set(project_level) | {act_as} | set(buckets)
+
+
+SPOT_LABELS = {"cloud.google.com/gke-spot": "true", "cloud.google.com/gke-preemptible": "true",
+               "eks.amazonaws.com/capacityType": "SPOT", "karpenter.sh/capacity-type": "spot"}
+
+
+def head_schedulable_on(pod: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether the head pod's required node affinity admits a node with these labels."""
+    required = pod.get("affinity", {}).get("nodeAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+    if not required:
+        return all(labels.get(k) == v for k, v in pod.get("nodeSelector", {}).items())
+
+    def matches(expr: dict[str, Any]) -> bool:
+        value = labels.get(expr["key"])
+        if expr["operator"] == "In":
+            return value in expr["values"]
+        if expr["operator"] == "NotIn":
+            return value not in expr["values"]
+        if expr["operator"] == "Exists":
+            return value is not None
+        if expr["operator"] == "DoesNotExist":
+            return value is None
+        raise AssertionError(expr)
+
+    selector_ok = all(labels.get(k) == v for k, v in pod.get("nodeSelector", {}).items())
+    return selector_ok and any(all(matches(e) for e in term.get("matchExpressions", []))
+                               for term in required["nodeSelectorTerms"])
+
+
+@pytest.mark.parametrize("path", [RAYCLUSTER, RAYJOB], ids=lambda p: p.name)
+def test_kuberay_head_is_pinned_to_on_demand_nodes(path: Path) -> None:
+    (doc,) = load_docs(path)
+    (spec,) = cluster_specs(doc)
+    head = spec["headGroupSpec"]["template"]["spec"]
+    assert head_schedulable_on(head, {"kubernetes.io/os": "linux"})
+    for key, value in SPOT_LABELS.items():
+        assert not head_schedulable_on(head, {key: value}), key
+    assert not any("spot" in t.get("key", "") for t in head.get("tolerations", []))
+
+
+def test_on_demand_check_catches_a_head_without_affinity() -> None:
+    (doc,) = load_docs(RAYCLUSTER)
+    head = doc["spec"]["headGroupSpec"]["template"]["spec"]
+    head.pop("affinity")
+    assert head_schedulable_on(head, {"cloud.google.com/gke-spot": "true"})
+
+
+# --- the preset's per-worker resources fit the GPU nodes -----------------------------------------
+
+
+def _gpu_nodes() -> Iterator[tuple[str, float, float]]:
+    for name in LAUNCHERS:
+        _, gpus = node_types(ray_validate(load_launcher(name)))
+        for type_name, node_type in gpus.items():
+            yield f"{name}:{type_name}", node_type["resources"]["CPU"], node_type["resources"]["GPU"]
+    for path in (RAYCLUSTER, RAYJOB):
+        for doc in load_docs(path):
+            for spec in cluster_specs(doc):
+                for group in spec["workerGroupSpecs"]:
+                    pod = group["template"]["spec"]
+                    if gpu_count(pod):
+                        cpus = sum(float(c["resources"]["limits"]["cpu"]) for c in pod["containers"])
+                        yield f"{path.name}:{group['groupName']}", cpus, gpu_count(pod)
+
+
+def test_every_gpu_node_fits_one_paper_training_and_its_trial() -> None:
+    from w2s_ray.search.driver import TRIAL_CPU
+    from w2s_ray.search.presets import get_preset
+
+    paper = get_preset("paper")
+    nodes = list(_gpu_nodes())
+    assert len(nodes) >= 6
+    for name, cpus, gpus in nodes:
+        # the trial's own process and one Train worker land on the same node (the head has 0 CPUs)
+        assert cpus >= paper.cpus_per_worker + TRIAL_CPU, name
+        assert gpus >= paper.gpus_per_worker, name
+
+
+def test_rayjob_names_the_preset_and_the_data_source() -> None:
+    (job,) = load_docs(RAYJOB)
+    tokens = shlex.split(job["spec"]["entrypoint"])
+    assert tokens[tokens.index("--preset") + 1] == "paper" and "--use-gpu" in tokens
+    assert "--data-dir" not in tokens  # the hub; said in the comment above the entrypoint
+    assert "Data: the Hugging Face hub" in RAYJOB.read_text()

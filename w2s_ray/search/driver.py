@@ -184,34 +184,157 @@ def _can_restore(plan: SearchPlan) -> bool:
 
 
 def init_ray(plan: SearchPlan) -> None:
+    """Start or join Ray, forwarding the driver's settings to every worker.
+
+    Inside a Ray job the job's own runtime env (``ray job submit --runtime-env-json``) is kept:
+    only the keys it does not set are added, since Ray refuses to merge duplicate keys. With
+    ``--address``, an unreachable cluster fails fast with a UserError (exit 2).
+    """
     import ray
 
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     # a worker group waiting behind other trials (or an autoscaling node) is not a failure
     env.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S",
                    os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "900"))
-    runtime_env = {"env_vars": env}
-    if plan.args.address:
-        ray.init(address=plan.args.address, runtime_env=runtime_env, log_to_driver=True)
+    runtime_env: dict[str, Any] = {"env_vars": env}
+    address = plan.args.address
+    if address:
+        check_ray_reachable(address)
+        bound_gcs_connect()
+        try:
+            ray.init(address=address, runtime_env=missing_from_job(runtime_env), log_to_driver=True)
+        except ConnectionError as exc:
+            raise UserError(f"--address {address}: no Ray cluster answered ({exc})") from exc
     else:
         from w2s_ray.search.worker_logs import SETUP_HOOK
 
-        ray.init(include_dashboard=False, runtime_env={**runtime_env, "worker_process_setup_hook": SETUP_HOOK})
+        runtime_env["worker_process_setup_hook"] = SETUP_HOOK
+        ray.init(include_dashboard=False, runtime_env=missing_from_job(runtime_env))
+
+
+def job_runtime_env() -> dict[str, Any]:
+    """The runtime env of the Ray job this driver runs in (``ray job submit``), else ``{}``."""
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    raw = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
+    if not raw:
+        return {}
+    try:
+        return dict(json.loads(raw).get("runtime_env") or {})
+    except (ValueError, AttributeError, TypeError):
+        return {}
+
+
+def missing_from_job(runtime_env: dict[str, Any], job_env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``runtime_env`` less every field and env var the job's runtime env already sets.
+
+    The job's values win: they are also in this driver's environment, and Ray refuses a
+    ``ray.init(runtime_env=...)`` that repeats a field or an env var key of the job's.
+    """
+    job_env = job_runtime_env() if job_env is None else job_env
+    job_vars = job_env.get("env_vars") or {}
+    out = {k: v for k, v in runtime_env.items() if k != "env_vars" and k not in job_env}
+    env_vars = {k: v for k, v in (runtime_env.get("env_vars") or {}).items() if k not in job_vars}
+    if env_vars:
+        out["env_vars"] = env_vars
+    return out
+
+
+GCS_CONNECT_BOUNDS = {  # ray.init gives up on a silent GCS after ~20 s instead of retrying for minutes
+    "RAY_gcs_server_port_wait_time_s": "1",  # connect attempts (Python side; default 20)
+    "RAY_py_gcs_connect_timeout_s": "10",  # per attempt: waiting for the GCS to answer (default 30)
+    "RAY_gcs_rpc_server_connect_timeout_s": "5",  # per attempt: the gRPC channel (default 5)
+}
+
+
+def bound_gcs_connect() -> None:
+    """Bound ray.init's own wait for the GCS (values already in the environment are kept)."""
+    changed = False
+    for key, value in GCS_CONNECT_BOUNDS.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            changed = True
+    if changed:
+        try:  # Ray reads its C++ config from the environment at import; re-read it
+            from ray._raylet import Config
+
+            Config.initialize("")
+        except Exception:  # noqa: BLE001 - a Ray without it keeps its defaults; the TCP check still ran
+            pass
+
+
+def gcs_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) to TCP-check for a ``--address``; None for ``auto``/``local`` (found by Ray itself).
+
+    ``host:port`` is the GCS; ``ray://host[:port]`` the Ray client server (default port 10001).
+    """
+    value = address.strip()
+    if value in ("auto", "local"):
+        return None
+    if value.startswith(("http://", "https://")):
+        raise UserError(f"--address {address}: that is a dashboard/job-server URL; give the GCS address "
+                        "host:6379 or ray://host:10001, or submit with `ray job submit`")
+    default_port = None
+    if value.startswith("ray://"):
+        value, default_port = value[len("ray://"):].split("/", 1)[0], 10001
+    if "://" in value:
+        raise UserError(f"--address {address}: expected host:port, ray://host:port or auto")
+    host, sep, port = value.rpartition(":")
+    if value.startswith("[") and "]" in value:  # [v6::addr]:port
+        inner, _, rest = value[1:].partition("]")
+        host, sep, port = inner, ":" if rest.startswith(":") else "", rest[1:]
+    elif not sep or "]" in port or ":" in host:
+        host, port = value, ""
+    if not port:
+        if default_port is None:
+            raise UserError(f"--address {address}: expected host:port (the GCS, e.g. 10.0.0.5:6379)")
+        return host, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address}: port {port!r} is not a number in 1..65535")
+    if not host:
+        raise UserError(f"--address {address}: no host")
+    return host, int(port)
+
+
+def check_ray_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """UserError unless something accepts a TCP connection at the address's GCS (or client) port."""
+    import socket
+
+    endpoint = gcs_endpoint(address)
+    if endpoint is None:
+        return
+    host, port = endpoint
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise UserError(f"--address {address}: no Ray cluster answers at {host}:{port} ({reason}); "
+                        "is the cluster up and the address its GCS (head:6379)?") from exc
 
 
 def scaling_for(plan: SearchPlan) -> ScalingSpec:
+    """Resources per Train worker: the CLI's, else the preset's on a cluster, else sized from the local node.
+
+    On a cluster (``--address``, or inside a Ray job) the nodes a training needs may not exist yet
+    (autoscaling from an empty, 0-CPU head), so the preset fixes each worker's size; a local
+    run's node is real, so its CPUs are shared between the concurrent trainings.
+    """
     import ray
 
     args = plan.args
-    use_gpu = bool(args.use_gpu if args.use_gpu is not None else plan.preset.use_gpu)
+    preset = plan.preset
+    use_gpu = bool(args.use_gpu if args.use_gpu is not None else preset.use_gpu)
     cpus = args.cpus_per_worker
+    if cpus is None and args.address:
+        cpus = preset.cpus_per_worker
     if cpus is None:
         total = ray.cluster_resources().get("CPU", 1)
         # each trial's driver holds TRIAL_CPU; the Train workers get the rest (fractions are fine)
         share = (total - TRIAL_CPU * args.max_concurrent) / max(1, args.max_concurrent * args.num_workers)
         cpus = max(0.5, math.floor(share * 100) / 100)
-    return ScalingSpec(num_workers=args.num_workers, use_gpu=use_gpu, cpus_per_worker=cpus,
-                       gpus_per_worker=args.gpus_per_worker)
+    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else preset.gpus_per_worker
+    return ScalingSpec(num_workers=args.num_workers, use_gpu=use_gpu, cpus_per_worker=cpus, gpus_per_worker=gpus)
 
 
 def shared_scaling(plan: SearchPlan, scaling: ScalingSpec) -> ScalingSpec:

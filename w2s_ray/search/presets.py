@@ -36,6 +36,10 @@ class Preset:
     confirm_seeds: int = 0  # default --confirm-seeds
     pairwise_max_length: int | None = None  # pairs of long texts (HH transcripts) get their own budget
     weak_as_ladder: bool = False  # every bootstrap link is the weak model (tiny smoke presets)
+    # per Train worker on a cluster (--address / a Ray job) unless --cpus-per-worker / --gpus-per-worker say
+    # otherwise; a local run sizes CPUs from its own node
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0
 
     def sizes_for(self, kind: str) -> SplitSizes:
         """Split sizes for a task kind (``classify`` or ``pairwise``)."""
@@ -90,6 +94,7 @@ PRESETS: dict[str, Preset] = {
             num_samples=64, weak_grid=[{"lr": 5e-5}, {"lr": 1e-4}],
             ceiling_grid=[{"lr": 1e-5}, {"lr": 3e-5}], use_gpu=True, bootstrap_lr=1e-5,
             ladder=("gpt2-medium", "gpt2-large"),
+            cpus_per_worker=6.0,  # + the trial's own process: fits an 8-vCPU GPU VM and a 7-CPU KubeRay pod
         ),
         Preset(
             name="tiny",
