@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from w2s_ray.cache import StageCache
-from w2s_ray.cli_common import add_data_args, add_gap_args, key_values, positive, split_sizes
+from w2s_ray.cli_common import (OneLineParser, add_data_args, add_gap_args, check_dir, check_output_file,
+                                check_seeds, key_values, positive, split_sizes)
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
 from w2s_ray.errors import cli_entry
 from w2s_ray.experiment import ExperimentSpec, run_experiment, validate_spec
@@ -28,8 +29,8 @@ DEFAULT_STRONG = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m w2s_ray.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m w2s_ray.run", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
     m = p.add_argument_group("models")
     m.add_argument("--weak", default=DEFAULT_WEAK, help="weak model spec: hub id or path, optional @Lk truncation")
@@ -94,9 +95,21 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
     )
 
 
+def check_run_args(args: argparse.Namespace) -> None:
+    """The run's own options: data source, seeds, every path it writes (checked now, written after training)."""
+    from w2s_ray.tasks.registry import check_data_source
+
+    check_data_source(args.data_dir)
+    check_seeds("--seed", args.seed)
+    check_dir("--cache-dir", args.cache_dir or "w2s_cache")
+    check_output_file("--out", args.out)
+    check_output_file("--markdown", args.markdown)
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_run_args(args)
     specs = [spec_from_args(args, seed) for seed in args.seed]
     validate_spec(specs[0])
     from w2s_ray.tasks import resolve_data_dir
