@@ -36,7 +36,7 @@ NO_DATA_DIR_FIX = "pass --data-dir DIR (laid out like shared/data) or set W2S_DA
 def require_hub() -> None:
     """UserError in one line, within seconds, when the hub cannot serve data (offline or unreachable).
 
-    Without this, `datasets` retries for half a minute and logs a line per retry.
+    Without it, `datasets` retries for half a minute and logs a line per retry.
     """
     from w2s_ray.models.arch import hub_offline, hub_reachable
 
@@ -47,8 +47,11 @@ def require_hub() -> None:
 
 
 def hub_records(src: HubSource) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Yield `(row_id, source_name, record)` for every row of the source's splits."""
-    require_hub()
+    """Yield `(row_id, source_name, record)` for every row of the source's splits.
+
+    The CLIs call `require_hub` first (via `check_data_source`); library callers get the
+    `datasets` error itself, in one line.
+    """
     prefix = "/".join(p for p in (src.hf_id, src.config, src.data_dir) if p)
     for split in src.splits:
         name = f"{prefix}:{split}"
