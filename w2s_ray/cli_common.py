@@ -1,13 +1,16 @@
-"""Argument groups shared by the run and search command lines."""
+"""Argument groups and input checks shared by the command lines."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import re
+from pathlib import Path
+from typing import Iterable, NoReturn
 
 from w2s_ray.config import SplitSizes
-from w2s_ray.errors import UserError
+from w2s_ray.errors import EXIT_USAGE, UserError
 from w2s_ray.metrics import GAP_Z
 
 
@@ -73,3 +76,75 @@ def positive(name: str, value: float | int | None, allow_zero: bool = False) -> 
         return
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise UserError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one ``error: …`` line and exit 2, like a UserError."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message}; see {self.prog} --help\n")
+
+
+SEED_MAX = 2**32 - 1  # numpy's RandomState accepts [0, 2**32)
+
+
+def check_seeds(name: str, seeds: int | Iterable[int]) -> None:
+    """Refuse seeds outside ``[0, 2**32)`` (numpy and the split code cannot use them)."""
+    for seed in [seeds] if isinstance(seeds, int) else seeds:
+        if not 0 <= seed <= SEED_MAX:
+            raise UserError(f"{name} must be an integer in [0, {SEED_MAX}], got {seed}")
+
+
+def check_split_sizes(args: argparse.Namespace) -> None:
+    """``--n-a/--n-b/--n-val/--n-test``, when given, must be >= 1."""
+    for flag in ("n_a", "n_b", "n_val", "n_test"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 1 (rows in that split), got {value}")
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why nothing can be created at ``path`` (None if it can): checks its nearest existing ancestor."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is read-only"
+    return None
+
+
+def check_dir(flag: str, uri: str | None) -> None:
+    """A directory option (local path or ``s3://``/``gs://``) must be a writable or creatable directory."""
+    if not uri:
+        return
+    from w2s_ray.search.storage import check_writable
+
+    check_writable(uri, what=flag)
+
+
+def check_output_file(flag: str, path: str | None) -> None:
+    """A file the CLI writes at the end must be creatable now, before any training."""
+    if not path:
+        return
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UserError(f"{flag} {path} is a directory; pass a file path")
+    reason = unwritable_reason(target if target.exists() else target.parent)
+    if reason is None and target.exists() and not os.access(target, os.W_OK):
+        reason = f"{target} is read-only"
+    if reason:
+        raise UserError(f"{flag} {path} cannot be written ({reason}); pass a path in a writable directory")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")
+
+
+def check_name(flag: str, name: str | None) -> None:
+    """A name that becomes one path component: letters, digits, ``._+=-``, no separators or ``..``."""
+    if name is None:
+        return
+    if not _NAME.fullmatch(name):
+        raise UserError(f"{flag} {name!r} is not a plain name; use letters, digits and . _ + = - "
+                        "(starting with a letter or digit, no '/', at most 200 characters)")

@@ -35,16 +35,42 @@ class ExperimentSpec:
     gap_z: float = GAP_Z
 
 
+def check_loss_params(loss: str, params: dict[str, Any], kind: str) -> None:
+    """The loss exists for ``kind`` and takes each of ``params``, each a finite number in its bounds."""
+    from w2s_ray.losses import LOSSES, check_param, get_loss
+
+    spec = get_loss(loss, kind)
+    for name, value in params.items():
+        if name not in spec.params:
+            takers = sorted(n for n, s in LOSSES.items() if name in s.params and kind in s.kinds)
+            hint = f"losses that take it: {', '.join(takers)}" if takers else "no loss takes it"
+            raise UserError(f"loss {loss!r} has no parameter {name!r} (its parameters: "
+                            f"{', '.join(sorted(spec.params)) or 'none'}); drop it or pick another loss ({hint})")
+        check_param(loss, name, value)
+
+
+def check_mode_params(cfg: TrainConfig) -> None:
+    """The training mode exists and its own numbers make sense (LoRA rank >= 1)."""
+    from w2s_ray.config import TRAIN_MODES
+
+    if cfg.mode not in TRAIN_MODES:
+        raise UserError(f"unknown mode {cfg.mode!r}; available: {', '.join(TRAIN_MODES)}")
+    if cfg.mode == "lora" and cfg.lora_r < 1:
+        raise UserError(f"LoRA rank lora_r (--lora-r) must be >= 1 with mode lora, got {cfg.lora_r}")
+
+
 def validate_spec(spec: ExperimentSpec) -> None:
     """Every check that can fail cheaply, before any training starts."""
-    from w2s_ray.losses import get_loss
+    import math
+
     from w2s_ray.models import model_size, validate_model_spec
     from w2s_ray.tasks import get_task
 
     task = get_task(spec.data.task)
     for cfg in (spec.weak_cfg, spec.ceiling_cfg, spec.student_cfg):
-        get_loss(cfg.loss, task.kind)
-        if cfg.lr <= 0 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.max_length < 2:
+        check_loss_params(cfg.loss, cfg.loss_params, task.kind)
+        check_mode_params(cfg)
+        if not cfg.lr > 0 or not math.isfinite(cfg.lr) or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.max_length < 2:
             raise UserError(f"invalid training numbers: lr={cfg.lr} epochs={cfg.epochs} "
                             f"batch_size={cfg.batch_size} max_length={cfg.max_length}")
     for size_name, value in to_dict(spec.data.sizes).items():

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,79 @@ from w2s_ray.errors import UserError, cli_entry
 
 
 def load_search(path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The search's ``search.json`` and ``trials.parquet`` (UserError if it is not a finished search)."""
+    """The search's ``search.json`` and ``trials.parquet``, checked to hold what the plots read.
+
+    UserError (one line naming the file and what is wrong) if it is not a complete finished search.
+    """
     out = path / "w2s"
-    if not (out / "search.json").exists() or not (out / "trials.parquet").exists():
-        raise UserError(f"{path} is not a finished search (no w2s/search.json and w2s/trials.parquet)")
-    return json.loads((out / "search.json").read_text()), pd.read_parquet(out / "trials.parquet")
+    if not (out / "search.json").is_file() or not (out / "trials.parquet").is_file():
+        raise UserError(f"{path} is not a finished search (no w2s/search.json and w2s/trials.parquet); "
+                        "pass a search's storage path <storage>/<name>")
+    fix = "rerun or resume the search to rewrite it"
+    try:
+        search = json.loads((out / "search.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{out / 'search.json'} is not valid JSON ({_first_line(exc)}); {fix}") from None
+    _check_search(search, out / "search.json", fix)
+    try:
+        trials = pd.read_parquet(out / "trials.parquet")
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise UserError(f"{out / 'trials.parquet'} is not a readable parquet file ({_first_line(exc)}); "
+                        f"{fix}") from None
+    needed = ["trial_id", "objective"] + ([] if search.get("confirm", {}).get("stats") else ["val_pgr"])
+    missing = [c for c in needed if c not in trials.columns]
+    if missing:
+        raise UserError(f"{out / 'trials.parquet'} has no column {missing[0]!r}; {fix}")
+    if trials.empty:
+        raise UserError(f"{out / 'trials.parquet'} holds no trials; {fix}")
+    return search, trials
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_NUMBER = (int, float)
+
+
+def _check_search(search: Any, file: Path, fix: str) -> None:
+    """Every key the plots read exists with the right type (UserError naming the first that does not)."""
+    def need(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+        value = obj.get(key) if isinstance(obj, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool):
+            got = "missing" if not isinstance(obj, dict) or key not in obj else f"a {type(value).__name__}"
+            raise UserError(f"{file}: {where}{key} is {got}, not the expected "
+                            f"{getattr(kind, '__name__', 'number')}; {fix}")
+        return value
+
+    if not isinstance(search, dict):
+        raise UserError(f"{file} holds a {type(search).__name__}, not a search summary object; {fix}")
+    need(search, "name", str, "")
+    need(search, "task", str, "")
+    refs = need(search, "references", dict, "")
+    for ref in ("weak", "ceiling"):
+        need(need(refs, ref, dict, "references."), "model", str, f"references.{ref}.")
+    links = refs.get("bootstrap", [])
+    if not isinstance(links, list):
+        raise UserError(f"{file}: references.bootstrap is a {type(links).__name__}, not a list; {fix}")
+    for i, link in enumerate(links):
+        need(link, "model", str, f"references.bootstrap[{i}].")
+    rows = need(search, "rows", dict, "")
+    if not rows:
+        raise UserError(f"{file}: rows is empty (no finished student to plot); {fix}")
+    for label in rows:
+        test = need(rows, label, dict, "rows.")
+        test = need(test, "test", dict, f"rows.{label}.")
+        for metric in ("weak_acc", "ceiling_acc", "student_acc"):
+            need(test, metric, _NUMBER, f"rows.{label}.test.")
+    stats = search.get("confirm", {}).get("stats") if isinstance(search.get("confirm"), dict) else None
+    if stats:
+        need(search["confirm"], "seeds", int, "confirm.")
+        for name, entry in stats.items():
+            pgr = need(entry if isinstance(entry, dict) else {}, "pgr", dict, f"confirm.stats.{name}.")
+            for key in ("mean", "std"):
+                need(pgr, key, _NUMBER, f"confirm.stats.{name}.pgr.")
 
 
 def _sizes(search: dict[str, Any]) -> dict[str, int]:
@@ -127,20 +198,33 @@ def plot_best_so_far(trials: pd.DataFrame, dest: Path) -> Path:
     return dest
 
 
-def make_plots(search_dir: Path) -> list[Path]:
-    """Plots of a finished search into ``<search>/w2s/plots/``."""
-    search, trials = load_search(search_dir)
-    return write_plots(search, trials, search_dir / "w2s" / "plots")
+def make_plots(search_dir: Path, plots_dir: Path | None = None,
+               loaded: tuple[dict[str, Any], pd.DataFrame] | None = None) -> list[Path]:
+    """Render the three plots, then move them into ``plots_dir`` (default ``<search>/w2s/plots``) together.
+
+    Nothing lands in ``plots_dir`` unless every plot rendered.
+    """
+    search, trials = loaded or load_search(search_dir)
+    plots = plots_dir or search_dir / "w2s" / "plots"
+    with tempfile.TemporaryDirectory(prefix="w2s-plots-") as tmp:
+        staged = [
+            plot_accuracy_vs_size(search, Path(tmp) / "accuracy_vs_size.png"),
+            plot_pgr_per_method(search, trials, Path(tmp) / "pgr_per_method.png"),
+            plot_best_so_far(trials, Path(tmp) / "best_so_far.png"),
+        ]
+        plots.mkdir(parents=True, exist_ok=True)
+        final = []
+        for path in staged:
+            part = plots / f".{path.name}.part"
+            shutil.copyfile(path, part)
+            os.replace(part, plots / path.name)
+            final.append(plots / path.name)
+    return final
 
 
 def write_plots(search: dict[str, Any], trials: pd.DataFrame, dest: Path) -> list[Path]:
-    """The three plots of a search summary and its trials, as PNG files in ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    return [
-        plot_accuracy_vs_size(search, dest / "accuracy_vs_size.png"),
-        plot_pgr_per_method(search, trials, dest / "pgr_per_method.png"),
-        plot_best_so_far(trials, dest / "best_so_far.png"),
-    ]
+    """The three plots of a search summary and its trials, as PNG files in ``dest`` (all or none)."""
+    return make_plots(dest, dest, loaded=(search, trials))
 
 
 def log_plots(paths: list[Path], tracking_uri: str, experiment: str, search_name: str) -> str | None:
@@ -159,24 +243,63 @@ def log_plots(paths: list[Path], tracking_uri: str, experiment: str, search_name
     return run_id
 
 
+def report_tracking_uri(cli_value: str | None, search: dict[str, Any], workdir: Path) -> str | None:
+    """Where to log: ``--tracking-uri``, ``$MLFLOW_TRACKING_URI``, the URI the search recorded, else
+    ``./mlflow.db`` if it exists, else None. Never a store that does not exist yet (UserError if named)."""
+    from w2s_ray.tracking.uri import (check_tracking_uri, default_tracking_uri, given_tracking_uri, redact,
+                                      store_exists, with_driver)
+
+    recorded = search.get("tracking_uri")
+    uri = given_tracking_uri(cli_value) or (with_driver(recorded) if isinstance(recorded, str) and recorded else None)
+    if uri is None:
+        default = default_tracking_uri(workdir)
+        return default if store_exists(default) else None
+    check_tracking_uri(uri)
+    if not store_exists(uri):
+        raise UserError(f"no MLflow tracking store at {redact(uri)} (the report never creates one); "
+                        "pass the --tracking-uri the search used, or --no-mlflow")
+    return uri
+
+
+def plots_dir_for(search_dir: Path, given: str | None) -> Path:
+    """``--plots-dir`` or ``<search>/w2s/plots``, checked writable before anything is rendered."""
+    from w2s_ray.cli_common import unwritable_reason
+
+    plots = Path(given).expanduser() if given else search_dir / "w2s" / "plots"
+    reason = unwritable_reason(plots)
+    if reason is None and plots.exists() and not plots.is_dir():
+        reason = f"{plots} is a file"
+    if reason:
+        raise UserError(f"cannot write plots to {plots} ({reason}); pass --plots-dir DIR in a writable place")
+    return plots
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    from w2s_ray.tracking import resolve_tracking_uri
+    from w2s_ray.cli_common import OneLineParser
 
-    p = argparse.ArgumentParser(prog="python -m w2s_ray.report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m w2s_ray.report", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("search", help="a search's storage path: <storage>/<name>")
-    p.add_argument("--tracking-uri", default=None, help="MLflow (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow (default: $MLFLOW_TRACKING_URI, else the URI the search recorded, else ./mlflow.db "
+                        "if it exists; no store is ever created)")
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: w2s-<task>)")
     p.add_argument("--no-mlflow", action="store_true", help="only write the PNG files")
+    p.add_argument("--plots-dir", default=None, help="where to write the PNGs (default: <search>/w2s/plots)")
     args = p.parse_args(argv)
     search_dir = Path(args.search)
-    paths = make_plots(search_dir)
+    loaded = load_search(search_dir)
+    search = loaded[0]
+    _sizes(search)  # unknown models fail here, before any file is written
+    plots = plots_dir_for(search_dir, args.plots_dir)
+    uri = None if args.no_mlflow else report_tracking_uri(args.tracking_uri, search, Path.cwd())
+    paths = make_plots(search_dir, plots, loaded)
     for path in paths:
         print(f"wrote {path}")
-    if not args.no_mlflow:
-        search, _ = load_search(search_dir)
-        uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
+    if uri is None and not args.no_mlflow:
+        print("no tracking URI given or recorded by the search (and no ./mlflow.db); plots not logged to MLflow")
+    elif uri is not None:
         run = log_plots(paths, uri, args.experiment or f"w2s-{search['task']}", search["name"])
         print(f"logged to MLflow run {run}" if run else "no MLflow parent run found for this search; plots not logged")
     return 0

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from w2s_ray.cache import StageCache
-from w2s_ray.cli_common import add_data_args, add_gap_args, key_values, positive, split_sizes
+from w2s_ray.cli_common import (OneLineParser, add_data_args, add_gap_args, check_dir, check_output_file,
+                                check_seeds, check_split_sizes, key_values, positive, split_sizes)
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
-from w2s_ray.errors import cli_entry
+from w2s_ray.errors import UserError, cli_entry
 from w2s_ray.experiment import ExperimentSpec, run_experiment, validate_spec
 from w2s_ray.stages import WeakLabelPolicy
 from w2s_ray.summary import format_runs, summarize_runs
@@ -28,8 +29,8 @@ DEFAULT_STRONG = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m w2s_ray.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m w2s_ray.run", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
     m = p.add_argument_group("models")
     m.add_argument("--weak", default=DEFAULT_WEAK, help="weak model spec: hub id or path, optional @Lk truncation")
@@ -69,6 +70,9 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
     kind = get_task(args.task).kind
     positive("--lr", args.lr); positive("--weak-lr", args.weak_lr); positive("--ceiling-lr", args.ceiling_lr)
     positive("--epochs", args.epochs); positive("--batch-size", args.batch_size)
+    positive("--weak-epochs", args.weak_epochs); positive("--ceiling-epochs", args.ceiling_epochs)
+    if args.max_length < 2:
+        raise UserError(f"--max-length must be >= 2 tokens, got {args.max_length}")
     positive("--min-gap", args.min_gap, allow_zero=True); positive("--val-labels", args.val_labels)
     positive("--gap-z", args.gap_z, allow_zero=True)
     loss = args.loss or LOSS_DEFAULT[kind]
@@ -94,9 +98,22 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
     )
 
 
+def check_run_args(args: argparse.Namespace) -> None:
+    """The run's own options: data source, seeds, every path it writes (checked now, written after training)."""
+    from w2s_ray.tasks.registry import check_data_source
+
+    check_data_source(args.data_dir)
+    check_seeds("--seed", args.seed)
+    check_split_sizes(args)
+    check_dir("--cache-dir", args.cache_dir or "w2s_cache")
+    check_output_file("--out", args.out)
+    check_output_file("--markdown", args.markdown)
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_run_args(args)
     specs = [spec_from_args(args, seed) for seed in args.seed]
     validate_spec(specs[0])
     from w2s_ray.tasks import resolve_data_dir

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from w2s_ray.cli_common import add_data_args, add_gap_args
+from w2s_ray.cli_common import (OneLineParser, add_data_args, add_gap_args, check_dir, check_name, check_seeds,
+                                check_split_sizes, positive)
 from w2s_ray.objective import SELECT_MODES
 from w2s_ray.search.presets import PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m w2s_ray.search",
         description="Search student knobs (losses, bootstrap steps, learning rates, modes) to maximize "
                     "validation PGR for one task. Every training runs under Ray Train; Optuna (TPE) drives "
@@ -60,3 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs per worker; fractions share a card")
     r.add_argument("--max-failures", type=int, default=3, help="retries of a failed training or trial")
     return p
+
+
+def check_search_args(args: argparse.Namespace) -> None:
+    """The search's own numbers, name and paths; called first by ``plan_search``."""
+    from w2s_ray.tasks.registry import check_data_source
+
+    check_seeds("--seed", args.seed)
+    check_split_sizes(args)
+    positive("--cpus-per-worker", args.cpus_per_worker)
+    positive("--gpus-per-worker", args.gpus_per_worker)
+    check_name("--name", args.name)
+    check_dir("--cache-dir", args.cache_dir)
+    check_data_source(args.data_dir)

@@ -67,11 +67,13 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     """All input validation; raises UserError (exit 2) before anything costly starts."""
     from w2s_ray.losses import LOSS_DEFAULT
     from w2s_ray.models import model_size, validate_model_spec
+    from w2s_ray.search.cli import check_search_args
     from w2s_ray.tasks import get_task, resolve_data_dir
     from w2s_ray.tracking import check_tracking_uri, resolve_tracking_uri
 
     task = get_task(args.task)
     preset = get_preset(args.preset or ("paper" if args.use_gpu else "probe"))
+    check_search_args(args)
     if args.num_samples is not None and args.num_samples < 1:
         raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     positive("--max-concurrent", args.max_concurrent); positive("--num-workers", args.num_workers)

@@ -20,8 +20,11 @@ def normalize(uri: str) -> str:
     return uri if is_remote(uri) else str(Path(uri.removeprefix("file://")).expanduser().resolve())
 
 
-def check_writable(uri: str) -> None:
-    """Fail with one line before anything starts if the storage path cannot be written."""
+def check_writable(uri: str, what: str = "storage path") -> None:
+    """Fail with one line before anything starts if directory ``uri`` cannot be written.
+
+    ``what`` names the option in the message (``--cache-dir``, ``storage path``...).
+    """
     if is_remote(uri):
         import pyarrow.fs as pafs
 
@@ -32,14 +35,17 @@ def check_writable(uri: str) -> None:
                 out.write(b"ok")
             fs.delete_file(probe)
         except Exception as exc:  # noqa: BLE001 - any failure means "not writable"
-            raise UserError(f"storage path {uri} is not writable: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"{what} {uri} is not writable: {str(exc).splitlines()[0]}; "
+                            "pass a writable location") from None
         return
-    path = Path(uri)
+    path = Path(uri.removeprefix("file://")).expanduser()
     existing = path
-    while not existing.exists():
+    while not existing.exists() and existing.parent != existing:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"storage path {uri} is not writable (checked {existing})")
+    if not existing.is_dir():
+        raise UserError(f"{what} {uri} is not writable ({existing} is a file); pass a writable directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {uri} is not writable ({existing} is read-only); pass a writable directory")
 
 
 def publish_dir(local: Path, uri: str) -> None:

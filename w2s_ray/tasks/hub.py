@@ -30,8 +30,28 @@ class HubSource:
     limit: int | None = None
 
 
+NO_DATA_DIR_FIX = "pass --data-dir DIR (laid out like shared/data) or set W2S_DATA_DIR"
+
+
+def require_hub() -> None:
+    """UserError in one line, within seconds, when the hub cannot serve data (offline or unreachable).
+
+    Without it, `datasets` retries for half a minute and logs a line per retry.
+    """
+    from w2s_ray.models.arch import hub_offline, hub_reachable
+
+    if hub_offline():
+        raise UserError(f"no data dir given and the Hugging Face hub is off (HF_HUB_OFFLINE is set); {NO_DATA_DIR_FIX}")
+    if not hub_reachable():
+        raise UserError(f"no data dir given and the Hugging Face hub is unreachable; {NO_DATA_DIR_FIX}")
+
+
 def hub_records(src: HubSource) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Yield `(row_id, source_name, record)` for every row of the source's splits."""
+    """Yield `(row_id, source_name, record)` for every row of the source's splits.
+
+    The CLIs call `require_hub` first (via `check_data_source`); library callers get the
+    `datasets` error itself, in one line.
+    """
     prefix = "/".join(p for p in (src.hf_id, src.config, src.data_dir) if p)
     for split in src.splits:
         name = f"{prefix}:{split}"

@@ -55,6 +55,14 @@ def resolve_data_dir(data_dir: str | None) -> str | None:
     return os.environ.get(DATA_DIR_ENV) or None
 
 
+def check_data_source(data_dir: str | None) -> None:
+    """With no data dir (argument or `W2S_DATA_DIR`), the hub must be usable: UserError otherwise."""
+    if resolve_data_dir(data_dir) is None:
+        from w2s_ray.tasks.hub import require_hub
+
+        require_hub()
+
+
 def load_task(name: str, data_dir: str | None = None, options: dict[str, Any] | None = None) -> datasets.Dataset:
     """All rows of task `name` (before splitting), from a data dir or the hub.
 

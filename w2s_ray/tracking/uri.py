@@ -28,12 +28,46 @@ def default_artifact_dir(workdir: Path) -> Path:
     return Path(workdir).expanduser().resolve() / ARTIFACTS_DIRNAME
 
 
-def resolve_tracking_uri(cli_value: str | None, workdir: Path) -> str:
-    """`--tracking-uri` if given, else `$MLFLOW_TRACKING_URI`, else the embedded sqlite default."""
+def given_tracking_uri(cli_value: str | None) -> str | None:
+    """`--tracking-uri` if given, else `$MLFLOW_TRACKING_URI`, else None (driver filled in, see `with_driver`)."""
     for value in (cli_value, os.environ.get(ENV_TRACKING_URI)):
         if value and value.strip():
-            return value.strip()
-    return default_tracking_uri(workdir)
+            return with_driver(value.strip())
+    return None
+
+
+def resolve_tracking_uri(cli_value: str | None, workdir: Path) -> str:
+    """`--tracking-uri` if given, else `$MLFLOW_TRACKING_URI`, else the embedded sqlite default."""
+    return given_tracking_uri(cli_value) or default_tracking_uri(workdir)
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def with_driver(uri: str) -> str:
+    """A plain `postgresql://` URI with the installed driver named.
+
+    SQLAlchemy 2.1 defaults `postgresql://` to psycopg 3; the project ships psycopg2, so the URI
+    becomes `postgresql+psycopg2://` when psycopg2 is importable and psycopg is not.
+    """
+    head, sep, rest = uri.partition("://")
+    if sep and head.lower() in ("postgresql", "postgres") and _importable("psycopg2") and not _importable("psycopg"):
+        return f"postgresql+psycopg2://{rest}"
+    return uri
+
+
+def store_exists(uri: str) -> bool:
+    """False only for a local store (sqlite file, file store) that is not there yet: opening it would create it."""
+    scheme = scheme_of(uri)
+    if scheme == "sqlite":
+        db = _sqlite_path(uri)
+        return db is not None and db.is_file()
+    if scheme in ("file", ""):
+        return Path(urllib.parse.urlsplit(uri).path if scheme else uri).expanduser().exists()
+    return True
 
 
 def scheme_of(uri: str) -> str:
