@@ -57,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster address (default: local)")
     r.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per training")
     r.add_argument("--use-gpu", action="store_true", default=None, help="train on GPUs")
-    r.add_argument("--cpus-per-worker", type=float, default=None, help="CPUs per Train worker (default: all / concurrency)")
-    r.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs per worker; fractions share a card")
+    r.add_argument("--cpus-per-worker", type=float, default=None,
+                   help="CPUs per Train worker (default: the preset's on a cluster; locally the node's CPUs shared "
+                        "by the concurrent trainings)")
+    r.add_argument("--gpus-per-worker", type=float, default=None,
+                   help="GPUs per worker; fractions share a card (default: the preset's)")
     r.add_argument("--max-failures", type=int, default=3, help="retries of a failed training or trial")
     return p
 

@@ -76,7 +76,12 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
     other = OTHER_CRITERION[plan.args.select_on]
     other_scores = finished.get(f"objective_{other}")
     rows[f"best_by_{other}"] = finished.loc[other_scores.astype(float).idxmax()] if other_scores is not None else None
+    from w2s_ray.tracking.uri import redact
+
+    # `report` logs its plots where the search tracked; a URI holding a password is not written down
+    tracking = plan.tracking_uri if redact(plan.tracking_uri) == plan.tracking_uri else None
     report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.args.select_on,
+                              "tracking_uri": tracking, "experiment": plan.experiment,
                               "n_trials": int(len(frame)), "n_finished": int(len(finished)),
                               "references": ctx.shared.selection, "rows": {}}
     for label, row in rows.items():
