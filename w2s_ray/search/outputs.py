@@ -82,6 +82,7 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
     tracking = plan.tracking_uri if redact(plan.tracking_uri) == plan.tracking_uri else None
     report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.args.select_on,
                               "tracking_uri": tracking, "experiment": plan.experiment,
+                              "confirm_planned": int(plan.args.confirm_seeds or 0),
                               "n_trials": int(len(frame)), "n_finished": int(len(finished)),
                               "references": ctx.shared.selection, "rows": {}}
     for label, row in rows.items():
@@ -148,7 +149,7 @@ def format_summary(report: dict[str, Any]) -> str:
     lines += [ROW_NOTES[label] for label in report["rows"] if label in ROW_NOTES]
     if "confirm" in report:
         lines += ["", report["confirm"]["table"]]
-    else:
+    elif not report.get("confirm_planned"):
         lines += ["", "no confirmation seeds: rerun with --confirm-seeds K for test PGR over seeds and the paired "
                       "best-vs-baseline comparison"]
     return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""The probe search's speed, measured side by side in one run: cold cache, then warm.
+
+1. Cold: ``python -m w2s_ray.search --preset probe`` with an empty cache (activation extraction,
+   reference selection and every trial included).
+2. Warm: a second search against the now-filled cache with ``--seed 1 --pool-seed 0``: the same
+   texts dealt out again, so every activation is reused while the splits, the references and the
+   sampled configs are new (a repeated seed would find every student in the cache).
+For each: wall time, trials per minute over the Tune phase (first trial start to last trial end),
+and the share of wall time outside training and evaluation. That share is
+``1 - busy / (phase wall × concurrent trials)`` over the Tune phase, where busy is the fits'
+recorded seconds (fit + predictions, from the stage ledger), and ``1 - ledger seconds / wall``
+over the whole run.
+
+    python bench/probe_search.py --data-dir ../shared/data --task sst2 --trials 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def run_search(work: Path, name: str, args: argparse.Namespace, *extra: str) -> dict:
+    """One search; returns its measurements."""
+    cmd = [sys.executable, "-m", "w2s_ray.search", "--task", args.task, "--preset", "probe",
+           "--num-samples", str(args.trials), "--confirm-seeds", "0", "--max-concurrent", str(args.concurrent),
+           "--storage", str(work / "runs"), "--cache-dir", str(work / "cache"), "--name", name,
+           "--tracking-uri", f"sqlite:///{work}/mlflow.db", "--data-dir", args.data_dir, *extra]
+    ledger_path = work / "cache" / "ledger.jsonl"
+    before = len(ledger_path.read_text().splitlines()) if ledger_path.exists() else 0
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    ledger = [json.loads(x) for x in ledger_path.read_text().splitlines()[before:] if x.strip()]
+    trials = pd.read_parquet(work / "runs" / name / "w2s" / "trials.parquet")
+    ends = trials["timestamp"].astype(float)
+    phase = float(ends.max() - (ends - trials["time_total_s"].astype(float)).min())
+    students = [e for e in ledger if e["stage"] == "student"]
+    busy = sum(e["seconds"] for e in students)
+    return {"wall": wall, "trials": len(trials), "tune_phase": phase, "trials_per_min": 60 * len(trials) / phase,
+            "student_fits": len(students), "busy": busy,
+            "outside_tune": 1 - busy / (phase * args.concurrent),
+            "outside_run": 1 - sum(e["seconds"] for e in ledger) / wall,
+            "extractions": sum(e["stage"] == "activations" for e in ledger)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-dir", default=os.environ.get("W2S_DATA_DIR"))
+    p.add_argument("--task", default="sst2")
+    p.add_argument("--trials", type=int, default=100)
+    p.add_argument("--concurrent", type=int, default=2)
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="w2s-probe-bench-"))
+    cold = run_search(work, "cold", args)
+    warm = run_search(work, "warm", args, "--seed", "1", "--pool-seed", "0")
+    print(f"probe preset, task {args.task}, {args.trials} trials, {args.concurrent} concurrent, {os.cpu_count()} CPUs")
+    print("| run | wall s | extractions | Tune phase s | trials/min | student fits | fit s | outside (Tune phase) "
+          "| outside (whole run) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, m in (("cold", cold), ("warm", warm)):
+        print(f"| {label} | {m['wall']:.0f} | {m['extractions']} | {m['tune_phase']:.0f} | {m['trials_per_min']:.0f} | "
+              f"{m['student_fits']} | {m['busy']:.0f} | {m['outside_tune']:.2f} | {m['outside_run']:.2f} |")
+    print(f"warm / cold wall = {warm['wall']:.0f} / {cold['wall']:.0f} = {warm['wall'] / cold['wall']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
