@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weak", default=None, help="override the weak model (else space file, else preset)")
     s.add_argument("--strong", default=None, help="override the strong model")
     s.add_argument("--num-samples", type=int, default=None, help="number of trials (default: preset's)")
-    s.add_argument("--max-concurrent", type=int, default=1, help="trials running at once")
+    s.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials running at once (default: the preset's; probe: one per CPU of this machine)")
     s.add_argument("--asha", action="store_true", help="ASHA early stopping (stopped trials are PRUNED in Optuna)")
     s.add_argument("--select-on", choices=SELECT_MODES, default="gt",
                    help="gt: validation PGR from GT val labels (default); weak: no-GT mode, agreement with weak "

@@ -74,6 +74,8 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     task = get_task(args.task)
     preset = get_preset(args.preset or ("paper" if args.use_gpu else "probe"))
     check_search_args(args)
+    if args.max_concurrent is None:
+        args.max_concurrent = preset.max_concurrent or os.cpu_count() or 1
     if args.num_samples is not None and args.num_samples < 1:
         raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     positive("--max-concurrent", args.max_concurrent); positive("--num-workers", args.num_workers)

@@ -36,6 +36,7 @@ class Preset:
     confirm_seeds: int = 0  # default --confirm-seeds
     pairwise_max_length: int | None = None  # pairs of long texts (HH transcripts) get their own budget
     weak_as_ladder: bool = False  # every bootstrap link is the weak model (tiny smoke presets)
+    max_concurrent: int = 1  # default --max-concurrent; 0 = one trial per CPU of the driver's machine
     # per Train worker on a cluster (--address / a Ray job) unless --cpus-per-worker / --gpus-per-worker say
     # otherwise; a local run sizes CPUs from its own node
     cpus_per_worker: float = 1.0
@@ -68,7 +69,7 @@ PRESETS: dict[str, Preset] = {
             train={"mode": "probe", "lr": 1e-2, "weight_decay": 1e-2},
             weak_grid=probe_grid(range(1, 7)), ceiling_grid=probe_grid(range(1, 13)),
             reference_epochs=20, bootstrap_lr=1e-2, ladder=(f"{MPNET}@L4", f"{MPNET}@L8"),
-            space="probe", confirm_seeds=5,
+            space="probe", confirm_seeds=5, max_concurrent=0,  # probe trials hold a CPU each
         ),
         Preset(
             name="quick",
