@@ -89,4 +89,6 @@ for t in sst2 amazon_polarity boolq cosmos_qa chess rm rm-sciq; do
     *) probe_search "$t" ;;
   esac
 done
-python -m w2s_ray.summary docs/results.md docs/results/*.json docs/results/search-*.md
+shopt -s nullglob
+python -m w2s_ray.summary docs/results.md docs/results/*.json docs/results/search-*.md docs/results/legacy/*.json \
+  docs/results/legacy/search-*.md

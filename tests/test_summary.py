@@ -45,3 +45,17 @@ def test_all_undefined_says_why_and_single_seed_has_no_std():
     assert table.splitlines()[0].startswith("task `sst2` · weak `w` → strong `s` · loss `xent`")
     assert "| test | 0.600 | 0.800 | 0.700 | 0.500 | 0.900 | 0.050 |" in table
     assert "| ood:imdb |" in table
+
+
+def test_collate_puts_sections_that_predate_the_current_recipes_last_and_labelled(tmp_path):
+    from w2s_ray.summary import LEGACY_HEADING, collate
+
+    (tmp_path / "legacy").mkdir()
+    old = tmp_path / "legacy" / "search-a-old.md"
+    new = tmp_path / "search-z-new.md"
+    old.write_text("old table\n")
+    new.write_text("new table\n")
+    text = collate([str(old), str(new)])
+    assert text.index("### search-z-new") < text.index(LEGACY_HEADING) < text.index("### search-a-old")
+    assert "### search-a-old (predates the current recipes)" in text
+    assert "search-z-new (predates" not in text

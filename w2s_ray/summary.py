@@ -61,18 +61,31 @@ def format_runs(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+LEGACY_DIR = "legacy"  # docs/results/legacy/: results computed under recipes since replaced
+LEGACY_HEADING = ("## Sections that predate the current recipes\n\n"
+                  "Kept for the record; computed before balanced, group-disjoint splits, half-credit ties and "
+                  "the agreement-first no-GT criterion (see the header above). Do not compare them with the "
+                  "sections before this heading.\n")
+
+
 def collate(json_files: list[str]) -> str:
     """One markdown document from ``python -m w2s_ray.run --out`` JSON files and search summary.md files."""
     import json
     from pathlib import Path
 
     parts = []
-    for path in sorted(json_files):
+    legacy_started = False
+    for path in sorted(json_files, key=lambda p: (LEGACY_DIR in Path(p).parts, p)):
+        legacy = LEGACY_DIR in Path(path).parts
+        if legacy and not legacy_started:
+            parts.append(LEGACY_HEADING)
+            legacy_started = True
+        title = f"### {Path(path).stem}" + (" (predates the current recipes)" if legacy else "")
         if path.endswith(".md"):  # a search's own summary.md, included as the tool wrote it
-            parts.append(f"### {Path(path).stem}\n\n" + Path(path).read_text())
+            parts.append(f"{title}\n\n" + Path(path).read_text())
             continue
         data = json.loads(Path(path).read_text())
-        parts.append(f"### {Path(path).stem}\n\n" + format_runs(data["runs"], data["summary"])
+        parts.append(f"{title}\n\n" + format_runs(data["runs"], data["summary"])
                      + f"\n\ncommand: `python -m w2s_ray.run {' '.join(data['argv'])}`\n")
     return "\n".join(parts)
 
