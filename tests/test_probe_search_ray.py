@@ -49,10 +49,10 @@ def test_probe_search_starts_no_train_worker_group_per_trial(tmp_path, data_dir,
     summary = (out / "summary.md").read_text()
     assert "confirmation on 1 further seeds" in summary and "beyond noise" in summary
     # the search drew its own plots and logged them to its MLflow parent run
-    assert {p.name for p in (out / "plots").iterdir()} == {"accuracy_vs_size.png", "pgr_per_method.png",
-                                                           "best_so_far.png"}
+    names = ("accuracy_vs_size.png", "pgr_per_method.png", "best_so_far.png", "accuracy_by_layer.png")
+    assert {p.name for p in (out / "plots").iterdir()} == set(names)  # probes: every layer of both models too
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     [parent] = client.search_runs([client.get_experiment_by_name("w2s-sst2").experiment_id],
                                   "tags.`w2s.role` = 'search'")
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "outputs/plots")}
-    assert logged == {f"outputs/plots/{n}" for n in ("accuracy_vs_size.png", "pgr_per_method.png", "best_so_far.png")}
+    assert logged == {f"outputs/plots/{n}" for n in names}

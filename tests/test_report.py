@@ -36,3 +36,19 @@ def test_not_a_search_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "w2s_ray.report", str(tmp_path), "--no-mlflow"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "not a finished search" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_probe_search_also_plots_every_layer_of_both_models(tmp_path, model_cache):
+    from w2s_ray.report import layer_candidates
+
+    root = fake_search(tmp_path / "search")
+    path = root / "w2s" / "search.json"
+    search = json.loads(path.read_text())
+    search["references"]["weak"]["candidates"] = [
+        {"layer": 1, "weight_decay": 0.1, "val_acc": 0.6}, {"layer": 1, "weight_decay": 1.0, "val_acc": 0.65},
+        {"layer": 2, "weight_decay": 0.1, "val_acc": 0.7}]
+    search["references"]["ceiling"]["candidates"] = [{"layer": 2, "weight_decay": 0.1, "val_acc": 0.8}]
+    path.write_text(json.dumps(search))
+    assert layer_candidates(search) == {"weak": {1: 0.65, 2: 0.7}, "ceiling": {2: 0.8}}  # best over L2
+    paths = make_plots(root)
+    assert [p.name for p in paths][-1] == "accuracy_by_layer.png" and paths[-1].stat().st_size > 1000

@@ -198,9 +198,45 @@ def plot_best_so_far(trials: pd.DataFrame, dest: Path) -> Path:
     return dest
 
 
+def layer_candidates(search: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """Best GT validation accuracy per probe layer of each reference's candidates (probe searches)."""
+    out: dict[str, dict[int, float]] = {}
+    for role in ("weak", "ceiling"):
+        for cand in search.get("references", {}).get(role, {}).get("candidates", []):
+            if isinstance(cand, dict) and cand.get("layer") is not None and cand.get("val_acc") is not None:
+                best = out.setdefault(role, {})
+                layer = int(cand["layer"])
+                best[layer] = max(best.get(layer, 0.0), float(cand["val_acc"]))
+    return out
+
+
+def plot_accuracy_by_layer(search: dict[str, Any], dest: Path) -> Path:
+    """Every layer of both models: best GT validation accuracy of a probe on it (over L2 strengths)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for role, color in (("weak", "tab:blue"), ("ceiling", "black")):
+        layers = layer_candidates(search).get(role, {})
+        if layers:
+            model = search["references"][role]["model"].rsplit("/", 1)[-1]
+            xs = sorted(layers)
+            ax.plot(xs, [layers[x] for x in xs], "o-", color=color, label=f"{role}: {model}")
+    ax.set_xlabel("hidden state (0 = embeddings)")
+    ax.set_ylabel("validation accuracy (GT), best L2")
+    ax.set_title(f"{search['task']}: probes on every layer")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=120)
+    plt.close(fig)
+    return dest
+
+
 def make_plots(search_dir: Path, plots_dir: Path | None = None,
                loaded: tuple[dict[str, Any], pd.DataFrame] | None = None) -> list[Path]:
-    """Render the three plots, then move them into ``plots_dir`` (default ``<search>/w2s/plots``) together.
+    """Render the plots (three, and accuracy by layer for probe searches), then move them into ``plots_dir`` (default ``<search>/w2s/plots``) together.
 
     Nothing lands in ``plots_dir`` unless every plot rendered.
     """
@@ -212,6 +248,8 @@ def make_plots(search_dir: Path, plots_dir: Path | None = None,
             plot_pgr_per_method(search, trials, Path(tmp) / "pgr_per_method.png"),
             plot_best_so_far(trials, Path(tmp) / "best_so_far.png"),
         ]
+        if layer_candidates(search):
+            staged.append(plot_accuracy_by_layer(search, Path(tmp) / "accuracy_by_layer.png"))
         plots.mkdir(parents=True, exist_ok=True)
         final = []
         for path in staged:
