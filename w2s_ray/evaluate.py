@@ -63,8 +63,23 @@ def load_stage_model(stage: StageResult):
     return model.eval(), tokenizer
 
 
-def predict_stage(stage: StageResult, split: Split, kind: str, cache: StageCache, tag: str) -> np.ndarray:
-    """p(label=1) of a stage's model on ``split``; cached under ``eval/<hash(stage, tag)>``."""
+def load_probe_head(stage: StageResult, kind: str):
+    """A probe stage's fitted head (``checkpoint/probe.safetensors``)."""
+    from safetensors.torch import load_file
+
+    from w2s_ray.train.probe import ProbeHead
+
+    t = load_file(str(stage.path / "checkpoint" / "probe.safetensors"))
+    return ProbeHead(t["weight"].numpy(), float(t["bias"][0]), t["mean"].numpy(), t["scale"].numpy(),
+                     pairwise=kind == "pairwise")
+
+
+def predict_stage(stage: StageResult, split: Split, kind: str, cache: StageCache, tag: str,
+                  features: np.ndarray | None = None) -> np.ndarray:
+    """p(label=1) of a stage's model on ``split``; cached under ``eval/<hash(stage, tag)>``.
+
+    A probe stage scores ``features`` (the split's cached activations at the probe's layer).
+    """
     from w2s_ray.train.data import encode
     from w2s_ray.train.loop import predict
 
@@ -72,6 +87,13 @@ def predict_stage(stage: StageResult, split: Split, kind: str, cache: StageCache
     found = cache.get("eval", key)
     if found is None:
         def build(tmp):
+            if stage.config.get("mode") == "probe":
+                if features is None:
+                    raise ValueError(f"probe stage {stage.key} needs the split's activations to predict")
+                probs = load_probe_head(stage, kind).probs(features)
+                pq.write_table(pa.table({"id": split.ids, "prob": probs, "label": split.labels}),
+                               tmp / "predictions.parquet")
+                return
             model, tok = load_stage_model(stage)
             pad = tok.pad_token_id if tok.pad_token_id is not None else 0
             with torch.no_grad():

@@ -80,6 +80,11 @@ def validate_spec(spec: ExperimentSpec) -> None:
         raise UserError(f"unknown weak_label_transform {spec.policy.transform!r}; available: hard, soft")
     if not 0 <= spec.policy.filter_min_conf < 1:
         raise UserError(f"filter_min_conf must be in [0, 1), got {spec.policy.filter_min_conf}")
+    from w2s_ray.activations import feature_source
+
+    for model, cfg in ((spec.weak, spec.weak_cfg), (spec.strong, spec.ceiling_cfg), (spec.strong, spec.student_cfg)):
+        if cfg.mode == "probe":
+            feature_source(model, cfg.layer)  # a layer the model does not have fails now, not after training
     ladder = [spec.weak, *spec.bootstrap, spec.strong]
     for model in ladder:
         validate_model_spec(model)
@@ -125,6 +130,7 @@ def run_experiment(spec: ExperimentSpec, cache: StageCache, executor: Executor |
 def evaluate_ood(spec: ExperimentSpec, ood_task: str, cache: StageCache, executor: Executor,
                  stages: dict) -> dict[str, Any]:
     """Accuracy and PGR of the trained weak, student and ceiling on another task's test split."""
+    from w2s_ray.activations import SplitActivations
     from w2s_ray.evaluate import predict_stage
     from w2s_ray.metrics import accuracy, gap_standard_error, pgr
 
@@ -132,7 +138,12 @@ def evaluate_ood(spec: ExperimentSpec, ood_task: str, cache: StageCache, executo
     split = ood_data.splits["test"]
     accs, probs = {}, {}
     for name, stage in stages.items():
-        probs[name] = predict_stage(stage, split, ood_data.kind, cache, tag=f"{ood_task}:{ood_data.fingerprint}")
+        features = None
+        if stage.config.get("mode") == "probe":  # the OOD texts' activations, extracted once like any
+            acts = SplitActivations(ood_data, cache.uri, stage.config["max_length"], stage.config["pooling"])
+            features = acts.get(stage.model, stage.config.get("layer"), executor)["test"]
+        probs[name] = predict_stage(stage, split, ood_data.kind, cache, tag=f"{ood_task}:{ood_data.fingerprint}",
+                                    features=features)
         accs[f"{name}_acc"] = accuracy(probs[name], split.labels)
     gap_se = gap_standard_error(probs["weak"], probs["ceiling"], split.labels)
     gain = pgr(accs["weak_acc"], accs["student_acc"], accs["ceiling_acc"], min_gap=spec.min_gap,

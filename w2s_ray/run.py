@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mode", default="finetune", choices=["finetune", "probe", "lora"], help="how every model trains")
     m.add_argument("--pooling", default="auto", choices=["auto", "mean", "cls", "last"], help="head pooling")
     m.add_argument("--lora-r", type=int, default=8, help="LoRA rank (mode lora)")
+    m.add_argument("--layer", type=int, default=None,
+                   help="probe mode: the hidden state the student's probe reads (default: the model's last)")
+    m.add_argument("--weak-layer", type=int, default=None, help="probe mode: the weak model's hidden state")
+    m.add_argument("--ceiling-layer", type=int, default=None, help="probe mode: the ceiling's hidden state")
+    m.add_argument("--weight-decay", type=float, default=0.0,
+                   help="AdamW weight decay; in probe mode the L2 strength of every probe")
     t = p.add_argument_group("training")
     t.add_argument("--loss", default=None, help="student loss (xent, logconf, product, window, entropy, kl; bt, bt_logconf for rm)")
     t.add_argument("--aux-coef", type=float, default=None, help="logconf/entropy coefficient")
@@ -81,16 +87,21 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
         params["aux_coef"] = args.aux_coef
     if args.warmup_frac is not None:
         params["warmup_frac"] = args.warmup_frac
+    positive("--weight-decay", args.weight_decay, allow_zero=True)
+    for flag, layer in (("--layer", args.layer), ("--weak-layer", args.weak_layer), ("--ceiling-layer", args.ceiling_layer)):
+        if layer is not None and (args.mode != "probe" or layer < 0):
+            raise UserError(f"{flag} {layer}: a layer is a non-negative hidden-state index, and only for --mode probe")
     base = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, mode=args.mode,
-                       pooling=args.pooling, lora_r=args.lora_r, seed=seed, loss=LOSS_DEFAULT[kind])
+                       pooling=args.pooling, lora_r=args.lora_r, seed=seed, loss=LOSS_DEFAULT[kind],
+                       weight_decay=args.weight_decay)
     return ExperimentSpec(
         data=DataConfig(task=args.task, data_dir=args.data_dir, sizes=split_sizes(args, SplitSizes()),
                         seed=seed, balance=args.balance,
                         task_options=key_values(args.task_option, "--task-option")),
         weak=args.weak, strong=args.strong,
-        weak_cfg=base.replace(lr=args.weak_lr, epochs=args.weak_epochs),
-        ceiling_cfg=base.replace(lr=args.ceiling_lr, epochs=args.ceiling_epochs),
-        student_cfg=base.replace(lr=args.lr, epochs=args.epochs, loss=loss, loss_params=params),
+        weak_cfg=base.replace(lr=args.weak_lr, epochs=args.weak_epochs, layer=args.weak_layer),
+        ceiling_cfg=base.replace(lr=args.ceiling_lr, epochs=args.ceiling_epochs, layer=args.ceiling_layer),
+        student_cfg=base.replace(lr=args.lr, epochs=args.epochs, loss=loss, loss_params=params, layer=args.layer),
         bootstrap=[m for m in args.bootstrap.split(",") if m.strip()],
         policy=WeakLabelPolicy(args.weak_label_transform, args.filter_min_conf),
         ood_tasks=list(args.ood_task), val_labels=args.val_labels, min_gap=args.min_gap,
