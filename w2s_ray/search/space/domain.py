@@ -63,7 +63,7 @@ def range_distribution(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the "high adjusted to the step grid" warning
         if ptype == "int":
-            return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+            return IntDistribution(int(low), int(high), log=log, step=1 if step is None else int(step))
         return FloatDistribution(float(low), float(high), log=log, step=step)
 
 
