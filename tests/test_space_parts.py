@@ -11,12 +11,17 @@ import pytest
 
 from w2s_ray.config import STUDENT_KNOBS
 from w2s_ray.errors import UserError
-from w2s_ray.search.space.domain import domain_problem, midpoint, range_distribution, same
+from w2s_ray.search.space.domain import (
+    domain_problem,
+    midpoint,
+    range_distribution,
+    same,
+)
 from w2s_ray.search.space.knobs import ParamRegistry, knob_table, registries
 from w2s_ray.search.space.model import ParamSpec
 from w2s_ray.search.space.optuna_adapter import define_by_run, points_to_evaluate
 from w2s_ray.search.space.validate import build_space
-from w2s_ray.search.space.yaml_lines import LMap, LSeq, Loc, parse_yaml
+from w2s_ray.search.space.yaml_lines import LMap, Loc, LSeq, parse_yaml
 
 # ---------------------------------------------------------------------------------------------
 # yaml_lines

@@ -20,8 +20,8 @@ from w2s_ray.search.space.model import ParamSpec, SearchSpace, split_config
 __all__ = [
     "ParamSpec",
     "SearchSpace",
-    "load_space",
     "default_space_path",
+    "load_space",
     "spaces_dir",
     "split_config",
 ]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from optuna.distributions import FloatDistribution, IntDistribution
@@ -16,16 +17,16 @@ if TYPE_CHECKING:
     from w2s_ray.search.space.model import ParamSpec
 
 __all__ = [
-    "range_distribution",
-    "domain_problem",
-    "values",
     "as_type",
-    "midpoint",
-    "same",
-    "is_num",
+    "domain_problem",
     "is_int",
+    "is_num",
+    "midpoint",
+    "range_distribution",
+    "same",
     "tname",
     "unknown",
+    "values",
 ]
 
 
@@ -53,12 +54,15 @@ def unknown(kind: str, name: str, available: Iterable[str]) -> str:
 
 def range_distribution(
     ptype: str, low: float, high: float, log: bool = False, step: float | None = None
-) -> "FloatDistribution | IntDistribution":
+) -> FloatDistribution | IntDistribution:
     """The Optuna distribution of a ``float``/``int`` range; ``ValueError`` if inconsistent.
 
     Optuna silently lowers ``high`` onto the step grid; the caller compares ``.high``.
     """
-    from optuna.distributions import FloatDistribution, IntDistribution  # lazy: optuna is heavy
+    from optuna.distributions import (  # lazy: optuna is heavy
+        FloatDistribution,
+        IntDistribution,
+    )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the "high adjusted to the step grid" warning
@@ -67,7 +71,7 @@ def range_distribution(
         return FloatDistribution(float(low), float(high), log=log, step=step)
 
 
-def domain_problem(spec: "ParamSpec", value: Any) -> str | None:
+def domain_problem(spec: ParamSpec, value: Any) -> str | None:
     """Why ``value`` is not in ``spec``'s domain, or None if it is."""
     if spec.type == "fixed":
         return None if same(value, spec.value) else f"{value!r} differs from the fixed value {spec.value!r}"
@@ -87,7 +91,7 @@ def domain_problem(spec: "ParamSpec", value: Any) -> str | None:
     return None
 
 
-def values(spec: "ParamSpec") -> list[Any]:
+def values(spec: ParamSpec) -> list[Any]:
     """All values a categorical/int/fixed parameter can take."""
     if spec.type == "fixed":
         return [spec.value]
@@ -96,7 +100,7 @@ def values(spec: "ParamSpec") -> list[Any]:
     return list(range(int(spec.low), int(spec.high) + 1, int(spec.step or 1)))
 
 
-def as_type(spec: "ParamSpec", value: Any) -> Any:
+def as_type(spec: ParamSpec, value: Any) -> Any:
     """``value`` (already in the domain) as the parameter's own type / choice object."""
     if spec.type == "float":
         return float(value)
@@ -107,7 +111,7 @@ def as_type(spec: "ParamSpec", value: Any) -> Any:
     return value
 
 
-def midpoint(spec: "ParamSpec") -> Any:
+def midpoint(spec: ParamSpec) -> Any:
     """Middle of a range (geometric for log ranges), snapped down onto the step grid."""
     low, high = spec.low, spec.high
     mid = math.sqrt(low * high) if spec.log else (low + high) / 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from w2s_ray.errors import UserError
 
-__all__ = ["SPACES_ENV", "spaces_dir", "default_space_path", "include_candidates", "available_hint"]
+__all__ = ["SPACES_ENV", "available_hint", "default_space_path", "include_candidates", "spaces_dir"]
 
 SPACES_ENV = "W2S_SPACES_DIR"
 

@@ -12,13 +12,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from w2s_ray.config import STUDENT_KNOBS, TRAIN_MODES, WEAK_LABEL_TRANSFORMS, TrainConfig
+from w2s_ray.config import (
+    STUDENT_KNOBS,
+    TRAIN_MODES,
+    WEAK_LABEL_TRANSFORMS,
+    TrainConfig,
+)
 
-__all__ = ["Bounds", "Knob", "ParamRegistry", "KNOB_BOUNDS", "KNOB_VALUES", "PAPER_DEFAULTS", "registries",
-           "knob_table"]
+__all__ = [
+    "KNOB_BOUNDS",
+    "KNOB_VALUES",
+    "PAPER_DEFAULTS",
+    "Bounds",
+    "Knob",
+    "ParamRegistry",
+    "knob_table",
+    "registries",
+]
 
 # (low, high, low exclusive, high exclusive); None = unbounded.
 Bounds = tuple[float | None, float | None, bool, bool]

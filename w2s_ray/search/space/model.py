@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from w2s_ray.config import STUDENT_KNOBS
 from w2s_ray.errors import UserError
 from w2s_ray.search.space.domain import as_type, domain_problem, same, unknown, values
 from w2s_ray.search.space.yaml_lines import display
 
-__all__ = ["ParamSpec", "SearchSpace", "PointError", "split_config"]
+__all__ = ["ParamSpec", "PointError", "SearchSpace", "split_config"]
 
 
 @dataclass(frozen=True)

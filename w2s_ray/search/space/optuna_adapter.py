@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["define_by_run", "points_to_evaluate"]
 
 
-def define_by_run(space: "SearchSpace", trial: Any) -> dict[str, Any] | None:
+def define_by_run(space: SearchSpace, trial: Any) -> dict[str, Any] | None:
     """Optuna define-by-run space for ``OptunaSearch(space=space.define_by_run)``.
 
     Suggests the active parameters in dependency order (a conditional parameter is
@@ -35,7 +35,7 @@ def define_by_run(space: "SearchSpace", trial: Any) -> dict[str, Any] | None:
     return constants or None
 
 
-def points_to_evaluate(space: "SearchSpace") -> list[dict[str, Any]]:
+def points_to_evaluate(space: SearchSpace) -> list[dict[str, Any]]:
     """Baseline points for ``OptunaSearch(points_to_evaluate=...)``.
 
     Each holds exactly the parameters ``define_by_run`` suggests for it (constants are

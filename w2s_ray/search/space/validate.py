@@ -30,7 +30,7 @@ from w2s_ray.search.space.knobs import PAPER_DEFAULTS, Knob, ParamRegistry, knob
 from w2s_ray.search.space.model import ParamSpec, PointError, SearchSpace
 from w2s_ray.search.space.yaml_lines import LMap, Loc, LSeq, display
 
-__all__ = ["TOP_KEYS", "PARAM_TYPES", "PARAM_FIELDS", "build_space"]
+__all__ = ["PARAM_FIELDS", "PARAM_TYPES", "TOP_KEYS", "build_space"]
 
 TOP_KEYS: tuple[str, ...] = ("include", "task", "weak", "strong", "ladder", "params", "baseline")
 PARAM_TYPES: tuple[str, ...] = ("float", "int", "categorical")

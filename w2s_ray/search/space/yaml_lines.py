@@ -15,7 +15,7 @@ import yaml
 
 from w2s_ray.errors import UserError
 
-__all__ = ["Loc", "LMap", "LSeq", "display", "parse_yaml", "read_yaml"]
+__all__ = ["LMap", "LSeq", "Loc", "display", "parse_yaml", "read_yaml"]
 
 
 @dataclass(frozen=True)
