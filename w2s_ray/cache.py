@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from w2s_ray.config import to_dict
+from w2s_ray.remote import is_remote
 
 CACHE_FORMAT = 1  # bump when a stage's output layout or semantics change
 COMPLETE = "_COMPLETE"
@@ -37,16 +38,12 @@ def stage_key(kind: str, payload: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
 class StageCache:
     """Atomic, content-addressed store for stage outputs."""
 
     def __init__(self, root: str | os.PathLike[str]):
         self.uri = str(root)
-        if _is_remote(self.uri):
+        if is_remote(self.uri):
             import pyarrow.fs as pafs
 
             self._fs, self._remote_root = pafs.FileSystem.from_uri(self.uri)

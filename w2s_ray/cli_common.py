@@ -34,9 +34,30 @@ def _number(text: str) -> object:
     return text
 
 
+def task_listing() -> str:
+    """One line per registered task: name, kind and description."""
+    from w2s_ray.tasks import TASKS  # lazy: the task registry imports datasets
+
+    width = max(len(name) for name in TASKS)
+    return "\n".join(f"{name:<{width}}  {task.kind:<8}  {task.description}" for name, task in sorted(TASKS.items()))
+
+
+class _ListTasks(argparse.Action):
+    """``--list-tasks``: print ``task_listing()`` and exit 0 (like ``--help``, before other checks)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(task_listing())
+        parser.exit(0)
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--task", required=True, help="registered task name (see --list-tasks)")
+    g.add_argument("--list-tasks", action=_ListTasks, help="print the registered tasks with their descriptions and exit")
     g.add_argument("--data-dir", default=os.environ.get("W2S_DATA_DIR"),
                    help="local data dir laid out like shared/data (default: $W2S_DATA_DIR, else the HF hub)")
     g.add_argument("--task-option", action="append", metavar="K=V", help="task option, e.g. source=qa_feedback")

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-TrainMode = Literal["finetune", "probe", "lora"]
 TRAIN_MODES: tuple[str, ...] = ("finetune", "probe", "lora")
 
 

@@ -11,8 +11,6 @@ import numpy as np
 from w2s_ray.config import DataConfig
 from w2s_ray.train.data import inputs_from_rows
 
-SPLITS = ("a", "b", "val", "test")
-
 
 @dataclass
 class Split:

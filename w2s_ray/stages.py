@@ -45,9 +45,6 @@ class StageResult:
     def probs(self, split: str) -> np.ndarray:
         return pq.read_table(self.path / "predictions" / f"{split}.parquet")["prob"].to_numpy()
 
-    def predictions_path(self, split: str) -> Path:
-        return self.path / "predictions" / f"{split}.parquet"
-
 
 @dataclass
 class WeakLabelPolicy:

@@ -506,7 +506,7 @@ def _search_tags(plan: SearchPlan) -> dict[str, str]:
     except Exception:  # noqa: BLE001
         commit = "unknown"
     tags = {"w2s.cli": " ".join(sys.argv), "mlflow.source.git.commit": commit,
-            "w2s.search_space": plan.space.path.read_text() if Path(plan.space.path).exists() else ""}
+            "w2s.search_space": plan.space.source_text() if Path(plan.space.path).exists() else ""}
     for pkg in ("w2s_ray", "ray", "torch", "transformers", "optuna", "mlflow"):
         try:
             tags[f"version.{pkg}"] = version(pkg)

@@ -9,10 +9,7 @@ import uuid
 from pathlib import Path
 
 from w2s_ray.errors import UserError
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
+from w2s_ray.remote import is_remote
 
 
 def normalize(uri: str) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from w2s_ray.remote import is_remote
 from w2s_ray.tracking.uri import is_server_uri, redact
 from w2s_ray.tracking.values import MAX_TAG_VALUE_LENGTH
 
@@ -487,16 +488,12 @@ def _count(ops: Any) -> dict[str, int]:
     return counts
 
 
-def _is_uri(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
 def _local(path: str) -> Path:
     return Path(path[len("file://"):] if path.startswith("file://") else path)
 
 
 def _write_text(path: str, text: str) -> None:
-    if _is_uri(path):
+    if is_remote(path):
         import pyarrow.fs
 
         fs, fs_path = pyarrow.fs.FileSystem.from_uri(path)
@@ -511,7 +508,7 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _read_text(path: str) -> str:
-    if _is_uri(path):
+    if is_remote(path):
         import pyarrow.fs
 
         fs, fs_path = pyarrow.fs.FileSystem.from_uri(path)
@@ -523,7 +520,7 @@ def _read_text(path: str) -> str:
 
 
 def _remove(path: str) -> None:
-    if _is_uri(path):
+    if is_remote(path):
         import pyarrow.fs
 
         fs, fs_path = pyarrow.fs.FileSystem.from_uri(path)

@@ -81,7 +81,6 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     state: LoopState | None = None,
     on_epoch_end: EpochHook | None = None,
-    step_hook: Callable[[LoopState], None] | None = None,
 ) -> LoopState:
     """Train for ``cfg.epochs`` epochs (resuming from ``state``), with a linear LR decay.
 
@@ -109,8 +108,6 @@ def fit(
             optimizer.step()
             state.step += 1
             losses.append(float(loss.detach()))
-            if step_hook is not None:
-                step_hook(state)
         state.epoch = epoch + 1
         state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": float(np.mean(losses))})
         if on_epoch_end is not None:
