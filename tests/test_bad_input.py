@@ -100,6 +100,20 @@ def fake_data_dir(root: Path, defect: str) -> Path:
     return data
 
 
+def write_inputs(root: Path, files: dict[str, Any]) -> Path:
+    """Your-own-data inputs under ``<root>/inputs``: text as given, or ``{rows: N, sentiment: [...]}``
+    for N JSONL rows with ``text`` and the sentiment values in turn."""
+    inputs = root / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        if isinstance(content, dict):
+            values = content["sentiment"]
+            content = "".join(json.dumps({"text": f"row {i} of my data", "sentiment": values[i % len(values)]}) + "\n"
+                              for i in range(content["rows"]))
+        (inputs / name).write_text(content)
+    return inputs
+
+
 def fake_search_summary() -> dict[str, Any]:
     entry = {"weak_acc": 0.7, "ceiling_acc": 0.8, "student_acc": 0.75, "pgr": 0.5}
     return {"name": "s", "task": "sst2",
@@ -374,6 +388,8 @@ def case_argv(case: dict[str, Any], d: Dirs) -> list[str]:
         d.subs["space"] = str(write_space(d.root, *setup["space"]))
     if "data" in setup:
         d.subs["fake_data"] = str(fake_data_dir(d.root / "inputs", setup["data"]))
+    if "files" in setup:
+        d.subs["inputs"] = str(write_inputs(d.root, setup["files"]))
     if "search" in setup:
         shutil.rmtree(d.root / "search")
         fake_search(d.root / "search", setup["search"], d.subs)

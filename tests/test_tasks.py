@@ -83,8 +83,9 @@ def split_groups(split: datasets.Dataset) -> set[str]:
 # --- contract: every registered task ------------------------------------------------------
 
 def test_every_task_has_metadata():
-    assert len(TASKS) >= 18
-    for name, task in TASKS.items():
+    shipped = {name: task for name, task in TASKS.items() if not getattr(task, "user", False)}  # not your own
+    assert len(shipped) >= 18
+    for name, task in shipped.items():
         assert task.name == name
         assert task.kind in COLUMNS
         assert task.label_meaning and task.hf_id and isinstance(task.options, dict)

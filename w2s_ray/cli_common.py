@@ -54,9 +54,22 @@ class _ListTasks(argparse.Action):
         parser.exit(0)
 
 
+def task_arg(value: str) -> str:
+    """``--task``: a name stays as given; a task YAML or data file is loaded and registered, giving its name."""
+    from w2s_ray.tasks.user import is_task_path
+
+    if not is_task_path(value):
+        return value
+    from w2s_ray.tasks import get_task
+
+    return get_task(value).name
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--task", required=True, help="registered task name (see --list-tasks)")
+    g.add_argument("--task", required=True, type=task_arg,
+                   help="registered task name (see --list-tasks), your own task YAML (.yaml/.yml), or a data "
+                        "file (.jsonl/.json/.csv[.gz], .parquet; columns via --task-option, see README)")
     g.add_argument("--list-tasks", action=_ListTasks, help="print the registered tasks with their descriptions and exit")
     g.add_argument("--data-dir", default=os.environ.get("W2S_DATA_DIR"),
                    help="local data dir laid out like shared/data (default: $W2S_DATA_DIR, else the HF hub)")

@@ -113,7 +113,7 @@ def check_run_args(args: argparse.Namespace) -> None:
     """The run's own options: data source, seeds, every path it writes (checked now, written after training)."""
     from w2s_ray.tasks.registry import check_data_source
 
-    check_data_source(args.data_dir)
+    check_data_source(args.data_dir, args.task)
     check_seeds("--seed", args.seed)
     check_split_sizes(args)
     check_dir("--cache-dir", args.cache_dir or "w2s_cache")

@@ -77,4 +77,4 @@ def check_search_args(args: argparse.Namespace) -> None:
     positive("--gpus-per-worker", args.gpus_per_worker)
     check_name("--name", args.name)
     check_dir("--cache-dir", args.cache_dir)
-    check_data_source(args.data_dir)
+    check_data_source(args.data_dir, args.task)

@@ -8,6 +8,7 @@ A task loads from a local data dir laid out like `../shared/data` (arg, else env
 """
 
 from w2s_ray.tasks.base import COLUMNS, RecordTask, Task, TaskKind
+from w2s_ray.tasks import registry
 from w2s_ray.tasks.registry import (
     DATA_DIR_ENV,
     TASKS,
@@ -18,7 +19,11 @@ from w2s_ray.tasks.registry import (
     resolve_data_dir,
 )
 
-# Importing the task modules registers their tasks (order = registry order).
+# The shipped YAML tasks, then the code tasks (importing a module registers them; order = registry order).
+from w2s_ray.tasks.user import shipped_tasks  # noqa: E402
+
+for _task in shipped_tasks():
+    registry.add_task(_task)
 from w2s_ray.tasks import nlp, rm, chess  # noqa: E402,F401  isort: skip
 from w2s_ray.tasks.splits import SPLIT_NAMES, make_splits  # noqa: E402
 

@@ -209,8 +209,12 @@ class RecordTask(Task):
                     continue
                 variant = row.pop("variant", None)
                 rows.append({"id": row_id if variant is None else f"{row_id}:{variant}", **row})
-        origin = str(Path(data_dir).expanduser()) if data_dir is not None else "the Hugging Face hub"
-        return to_dataset(rows, self.kind, self.name, origin, {"options": _jsonable(options), "stats": dict(stats)})
+        return to_dataset(rows, self.kind, self.name, self.origin(data_dir),
+                          {"options": _jsonable(options), "stats": dict(stats)})
+
+    def origin(self, data_dir: str | None) -> str:
+        """Where the rows came from (for messages and the dataset's description)."""
+        return str(Path(data_dir).expanduser()) if data_dir is not None else "the Hugging Face hub"
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:

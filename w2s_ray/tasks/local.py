@@ -1,7 +1,8 @@
-"""Readers for a local data dir laid out like `../shared/data` (jsonl.gz, json.gz, csv.gz).
+"""Readers for data files: JSONL, JSON (a list of objects) and CSV, each plain or gzipped, and Parquet.
 
-Every fault in a file becomes a one-line `UserError` naming the file: missing dir or file,
-corrupt gzip, empty file, unparsable line, missing column.
+Used for a data dir laid out like `../shared/data` and for your own files. Every fault in a
+file becomes a one-line `UserError` naming the file: missing dir or file, corrupt gzip or
+Parquet, empty file, unparsable line, missing column.
 """
 
 from __future__ import annotations
@@ -35,13 +36,27 @@ def data_file(data_dir: str | Path, rel: str) -> Path:
     return path
 
 
+def require_file(path: str | Path) -> Path:
+    """`path` as a Path; UserError naming it if it is not an existing file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"missing data file: expected {str(path)!r}")
+    return path
+
+
 def _text(path: Path) -> str:
-    """Decompressed text of a .gz file, with gzip/encoding faults as UserError."""
+    """Text of a file (decompressed if it ends in .gz), with gzip/encoding faults as UserError."""
     try:
-        with gzip.open(path, "rb") as fh:
-            raw = fh.read()
-    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise UserError(f"file {str(path)!r} is not a valid gzip file ({exc})") from None
+    except OSError as exc:
+        what = "is not a valid gzip file" if path.name.endswith(".gz") else "cannot be read"
+        raise UserError(f"file {str(path)!r} {what} ({exc})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -81,18 +96,35 @@ def _csv(path: Path, text: str) -> Iterator[Record]:
         raise UserError(f"file {str(path)!r} is not valid CSV ({exc})") from None
 
 
-_READERS = {".jsonl.gz": _jsonl, ".json.gz": _json, ".csv.gz": _csv}
+def _parquet(path: Path) -> list[Record]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"file {str(path)!r} is not a valid Parquet file ({' '.join(str(exc).split())})") from None
+
+
+_READERS = {".jsonl.gz": _jsonl, ".json.gz": _json, ".csv.gz": _csv, ".jsonl": _jsonl, ".json": _json,
+            ".csv": _csv}
+SUFFIXES: tuple[str, ...] = (*_READERS, ".parquet")
 
 
 def read_records(path: Path) -> list[Record]:
-    """All records of a `.jsonl.gz`, `.json.gz` or `.csv.gz` file (UserError if it has none)."""
+    """All records of a JSONL, JSON or CSV file (plain or .gz) or a Parquet file (UserError if it has none)."""
+    if path.name.endswith(".parquet"):
+        records = _parquet(path)
+        if not records:
+            raise UserError(f"file {str(path)!r} is empty (no records)")
+        return records
     for suffix, reader in _READERS.items():
         if path.name.endswith(suffix):
             records = list(reader(path, _text(path)))
             if not records:
                 raise UserError(f"file {str(path)!r} is empty (no records)")
             return records
-    raise UserError(f"file {str(path)!r}: unsupported format; expected one of {', '.join(_READERS)}")
+    raise UserError(f"file {str(path)!r}: unsupported format; expected one of {', '.join(SUFFIXES)}")
 
 
 def require_columns(records: Iterable[Record], columns: Iterable[str], source: str) -> None:
@@ -106,7 +138,7 @@ def require_columns(records: Iterable[Record], columns: Iterable[str], source: s
 
 def file_stem(rel: str) -> str:
     """'sst2/train.jsonl.gz' -> 'sst2/train' (used to build stable row ids)."""
-    for suffix in _READERS:
+    for suffix in SUFFIXES:
         if rel.endswith(suffix):
             return rel[: -len(suffix)]
     return rel

@@ -1,4 +1,7 @@
-"""Binary NLP tasks in the weak-to-strong paper's binary format.
+"""Binary NLP tasks in the weak-to-strong paper's binary format, where formatting needs code.
+
+The plain text + label tasks (sst2, imdb, amazon_polarity, cola, boolq) are YAML files in
+`yaml/` (see `spec.py`).
 
 Formats follow openai/weak-to-strong `weak_to_strong/datasets.py` (sciq, boolq, cosmos_qa,
 amazon_polarity, anthropic_hh) and EleutherAI/w2s `w2s/ds_registry.py` (sst2, cola, dream,
@@ -32,14 +35,10 @@ from w2s_ray.tasks.base import RecordTask, binary, group_key, list_option
 from w2s_ray.tasks.hub import HubSource
 from w2s_ray.tasks.local import require_columns
 from w2s_ray.tasks.registry import register
+from w2s_ray.tasks.spec import hh_prompt, text  # also used by rm.py
 
 HH_SPLITS: tuple[str, ...] = ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
 HH_HF_ID = "Anthropic/hh-rlhf"
-
-
-def text(value: Any) -> str:
-    """A record field as text ('' for a missing/null value, so empty rows get dropped)."""
-    return "" if value is None else str(value)
 
 
 def index(value: Any, n: int, column: str, source: str) -> int:
@@ -74,75 +73,6 @@ def answer_rows(rng: random.Random, correct: str, candidates: Sequence[Any], ren
 class BinaryTask(RecordTask):
     kind = "classify"
     options: ClassVar[dict[str, Any]] = {}
-
-
-@register
-class Sst2(BinaryTask):
-    name = "sst2"
-    label_meaning = "sentiment_positive"
-    description = "SST-2 sentences; label 1 = positive"
-    files = ("sst2/train.jsonl.gz", "sst2/dev.jsonl.gz", "sst2/test.jsonl.gz")
-    hub = (HubSource("stanfordnlp/sst2", splits=("train", "validation")),)
-    required = ("sentence", "label")
-
-    def format(self, rec, rng, options, source, stats):
-        return {"text": text(rec["sentence"]), "label": binary(rec["label"], "label", source)}
-
-
-@register
-class Imdb(BinaryTask):
-    name = "imdb"
-    label_meaning = "sentiment_positive"
-    description = "IMDB movie reviews; label 1 = positive"
-    files = tuple(f"imdb/{s}_sample_part{i}.jsonl.gz" for s in ("train", "test") for i in (0, 1))
-    hub = (HubSource("stanfordnlp/imdb", splits=("train", "test")),)
-    required = ("text", "label")
-
-    def format(self, rec, rng, options, source, stats):
-        return {"text": text(rec["text"]), "label": binary(rec["label"], "label", source)}
-
-
-@register
-class AmazonPolarity(BinaryTask):
-    name = "amazon_polarity"
-    label_meaning = "sentiment_positive"
-    description = "Amazon reviews as 'title content'; label 1 = positive"
-    files = ("amazon_polarity/sample5000.jsonl.gz",)
-    # The hub train split has 3.6M rows; its 400k-row test split is plenty for a pool.
-    hub = (HubSource("fancyzhx/amazon_polarity", splits=("test",)),)
-    required = ("title", "content", "label")
-
-    def format(self, rec, rng, options, source, stats):
-        return {"text": f"{text(rec['title'])} {text(rec['content'])}".strip(),
-                "label": binary(rec["label"], "label", source)}
-
-
-@register
-class Cola(BinaryTask):
-    name = "cola"
-    label_meaning = "grammatical"
-    description = "CoLA sentences; label 1 = grammatically acceptable"
-    files = ("cola/train.jsonl.gz", "cola/dev.jsonl.gz")
-    hub = (HubSource("nyu-mll/glue", "cola", splits=("train", "validation")),)
-    required = ("sentence", "label")
-
-    def format(self, rec, rng, options, source, stats):
-        return {"text": text(rec["sentence"]), "label": binary(rec["label"], "label", source)}
-
-
-@register
-class BoolQ(BinaryTask):
-    name = "boolq"
-    label_meaning = "boolq_answer_yes"
-    description = "BoolQ 'Passage: ...\\nQuestion: ...'; label 1 = the answer is yes"
-    files = ("boolq/validation.jsonl.gz",)
-    hub = (HubSource("google/boolq", splits=("train", "validation")),)
-    required = ("passage", "question", "answer")
-
-    def format(self, rec, rng, options, source, stats):
-        return {"text": f"Passage: {text(rec['passage'])}\nQuestion: {text(rec['question'])}",
-                "label": binary(rec["answer"], "answer", source),
-                "group": group_key(rec["passage"], rec["question"])}
 
 
 @register
@@ -269,11 +199,6 @@ class AnthropicHH(BinaryTask):
         group = group_key(hh_prompt(chosen), hh_prompt(rejected))
         return [{"variant": "chosen", "text": chosen, "label": 1, "group": group},
                 {"variant": "rejected", "text": rejected, "label": 0, "group": group}]
-
-
-def hh_prompt(transcript: str) -> str:
-    """An HH transcript up to its last assistant turn (what chosen and rejected share)."""
-    return transcript.rsplit("\n\nAssistant:", 1)[0]
 
 
 # --- ETHICS (hendrycks/ethics); prompts as in EleutherAI/w2s ---------------------------------
