@@ -10,7 +10,6 @@ driver tokenizes once and ships token ids; workers only run the frozen body.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,7 +97,7 @@ def run_extraction(job: ExtractJob, rows: list[int]) -> None:
             if done / len(seqs) >= next_report or done == len(seqs):
                 rate = done / max(time.time() - started, 1e-9)
                 print(f"activations {job.model}: {done}/{len(seqs)} texts ({100 * done / len(seqs):.0f}%), "
-                      f"{rate:.1f} texts/s", file=sys.stderr, flush=True)
+                      f"{rate:.1f} texts/s", flush=True)
                 next_report += 0.1
     assert out is not None
     cache = StageCache(job.cache_uri)
