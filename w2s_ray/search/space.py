@@ -67,6 +67,8 @@ _PAPER_DEFAULTS: dict[str, Any] = {
     "mode": _TRAIN_DEFAULTS.mode,
     "lora_r": _TRAIN_DEFAULTS.lora_r,
     "bootstrap_steps": 0,
+    "bootstrap_folds": 2,
+    "weak_labels": "soft",
     "filter_min_conf": 0.0,
     "weak_label_transform": "soft",
 }
@@ -80,6 +82,7 @@ _KNOB_BOUNDS: dict[str, _Bounds] = {
     "batch_size": (1, None, False, False),
     "lora_r": (1, None, False, False),
     "bootstrap_steps": (0, None, False, False),
+    "bootstrap_folds": (2, None, False, False),  # one fold would label its own training rows
     "filter_min_conf": (0.0, 1.0, False, True),  # as w2s_ray.experiment checks: [0, 1)
     "weight_decay": (0.0, None, False, False),
     "layer": (0, None, False, False),  # the model's own layer count is checked by the search plan
@@ -238,10 +241,19 @@ class SearchSpace:
 
 
 def split_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a trial config into (student knobs, loss parameters)."""
+    """Split a trial config into (student knobs, method parameters: the loss's and the weak-label method's)."""
     knobs = {k: v for k, v in config.items() if k in STUDENT_KNOBS}
     loss_params = {k: v for k, v in config.items() if k not in STUDENT_KNOBS}
     return knobs, loss_params
+
+
+def _weak_label_params() -> dict[str, Any]:
+    from w2s_ray.weak_labels import param_names  # lazy, like the loss registry
+
+    return param_names()
+
+
+LEGACY_WEAK_LABEL_KNOBS: tuple[str, ...] = ("filter_min_conf", "weak_label_transform")
 
 
 # --------------------------------------------------------------------------------------
@@ -508,7 +520,7 @@ def load_space(path: str | os.PathLike[str], kind: str, task: str | None = None)
     if not isinstance(raw_params, _Map):
         raise ctx.error(doc.key_lines["params"], "params", f"must be a mapping, got {_tname(raw_params)}")
 
-    valid_names = set(STUDENT_KNOBS) | set(loss_params)
+    valid_names = set(STUDENT_KNOBS) | set(loss_params) | set(_weak_label_params())
     kind_losses = sorted(n for n, s in losses.items() if kind in s.kinds)
     specs: dict[str, ParamSpec] = {}
     for name, raw in raw_params.items():
@@ -520,6 +532,7 @@ def load_space(path: str | os.PathLike[str], kind: str, task: str | None = None)
     ordered = _order_and_check_conditions(specs, ctx)
     _check_bootstrap(ordered, ladder, ctx)
     loss_defaults = _check_loss_params(ordered, losses, loss_params, ctx)
+    _check_weak_label_params(ordered, ctx)
 
     draft = SearchSpace(
         path=path,
@@ -594,7 +607,10 @@ _TYPES_FOR_KNOB: dict[type, set[str]] = {
 
 
 def _knob_type(name: str) -> type:
-    return STUDENT_KNOBS.get(name, float)
+    if name in STUDENT_KNOBS:
+        return STUDENT_KNOBS[name]
+    param = _weak_label_params().get(name)
+    return int if param is not None and param.integer else float
 
 
 def _parse_param(
@@ -609,7 +625,11 @@ def _parse_param(
     key = f"params.{name}"
     losses = registry.LOSSES
     bounds = dict(_KNOB_BOUNDS)
-    if name not in STUDENT_KNOBS:
+    method_param = _weak_label_params().get(name)
+    if method_param is not None:
+        bounds[name] = (method_param.low, method_param.high if math.isfinite(method_param.high) else None, False,
+                        method_param.high_open)
+    elif name not in STUDENT_KNOBS:
         lo, hi = registry.PARAM_BOUNDS.get(name, (-math.inf, math.inf))
         bounds[name] = (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None, False, False)
     knob = _knob_type(name)
@@ -659,6 +679,11 @@ def _parse_param(
             raise ctx.error(fline, fkey, f"{value!r} ({_tname(value)}) is not a number")
         if name == "mode" and value not in TRAIN_MODES:
             raise ctx.error(fline, fkey, _unknown("training mode", value, TRAIN_MODES))
+        if name == "weak_labels":
+            from w2s_ray.weak_labels import WEAK_LABELS
+
+            if value not in WEAK_LABELS:
+                raise ctx.error(fline, fkey, _unknown("weak-label method", value, WEAK_LABELS))
         if name == "weak_label_transform" and value not in WEAK_LABEL_TRANSFORMS:
             raise ctx.error(fline, fkey, _unknown("weak-label transform", value, WEAK_LABEL_TRANSFORMS))
         if name == "loss":
@@ -746,6 +771,8 @@ def _parse_param(
             raise ctx.error(lines["default"], f"{key}.default", problem)
     else:
         paper = _PAPER_DEFAULTS.get(name, registry.LOSS_DEFAULT.get(kind) if name == "loss" else None)
+        if method_param is not None:
+            paper = method_param.default
         default = paper if paper is not None and spec.contains(paper) else (
             spec.choices[0] if ptype == "categorical" else _midpoint(spec)
         )
@@ -833,21 +860,51 @@ def _check_bootstrap(specs: dict[str, ParamSpec], ladder: tuple[str, ...], ctx: 
         )
 
 
-def _possible_losses(name: str, specs: dict[str, ParamSpec], memo: dict[str, set[Any]]) -> set[Any]:
-    """Losses under which ``name`` can be active (given its and its parents' conditions)."""
+def _possible_losses(name: str, specs: dict[str, ParamSpec], memo: dict[str, set[Any]],
+                     root: str = "loss") -> set[Any]:
+    """Values of ``root`` (a loss, or a weak-label method) under which ``name`` can be active
+    (given its and its parents' conditions)."""
     if name in memo:
         return memo[name]
     spec = specs[name]
-    if name == "loss":
+    if name == root:
         result = set(_values(spec))
-    elif "loss" in spec.when:
-        result = set(spec.when["loss"]) & _possible_losses("loss", specs, memo)
+    elif root in spec.when:
+        result = set(spec.when[root]) & _possible_losses(root, specs, memo, root)
     else:
-        result = _possible_losses("loss", specs, memo)
+        result = _possible_losses(root, specs, memo, root)
         for dep in spec.when:
-            result &= _possible_losses(dep, specs, memo)
+            result &= _possible_losses(dep, specs, memo, root)
     memo[name] = result
     return result
+
+
+def _check_weak_label_params(specs: dict[str, ParamSpec], ctx: _Ctx) -> None:
+    """Each weak-label parameter may only be active under methods that take it; the legacy knobs
+    (filter_min_conf, weak_label_transform) and ``weak_labels`` do not mix."""
+    from w2s_ray.weak_labels import WEAK_LABELS
+
+    legacy = [specs[k] for k in LEGACY_WEAK_LABEL_KNOBS if k in specs]
+    if legacy and "weak_labels" in specs:
+        raise ctx.error(legacy[0].line, f"params.{legacy[0].name}",
+                        "is a legacy weak-label knob; with 'weak_labels' use its methods instead "
+                        "(hard, confidence_filter with min_conf)")
+    names = _weak_label_params()
+    used = [s for s in specs.values() if s.name in names]
+    if used and "weak_labels" not in specs:
+        s = used[0]
+        raise ctx.error(s.line, f"params.{s.name}",
+                        "is a weak-label method parameter but the space has no 'weak_labels' parameter")
+    memo: dict[str, set[Any]] = {}
+    for spec in used:
+        for method in sorted(_possible_losses(spec.name, specs, memo, "weak_labels")):
+            takes = WEAK_LABELS[method].params
+            if spec.name not in takes:
+                raise ctx.error(
+                    spec.line, f"params.{spec.name}",
+                    f"can be active with weak_labels {method!r}, which has no parameter {spec.name!r} "
+                    f"(its parameters: {', '.join(sorted(takes)) or 'none'}); add when: {{weak_labels: [...]}}",
+                )
 
 
 def _check_loss_params(
