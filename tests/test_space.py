@@ -17,7 +17,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FILES = sorted((REPO / "search_spaces").glob("*.yaml"))
-PAIRWISE_FILES = {"rm", "default_pairwise"}
+PAIRWISE_FILES = {"rm", "default_pairwise", "probe_pairwise"}
 TASKS = ["rm", "sst2", "chess", "sciq", "imdb", "amazon_polarity", "boolq", "cosmos_qa", "anthropic_hh"]
 
 
