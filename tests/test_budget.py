@@ -34,3 +34,19 @@ def test_candidates_fill_the_budget_over_the_shared_knobs():
     finetune = reference_candidates([], load_space(SPACES / "default_classify.yaml", "classify"), 4, seed=0,
                                     mode="finetune", depth=6, strong_depth=6, role="ceiling")
     assert len(finetune) == 4 and all(set(c) == {"lr", "epochs"} for c in finetune)
+
+
+def test_summary_states_budgets_and_flags_a_link_below_the_weak_model():
+    from w2s_ray.search.outputs import budget_lines
+
+    refs = {"budgets": {"student": 100, "weak": 100, "ceiling": 100, "bootstrap_link": 15},
+            "weak": {"model": "w", "val_acc": 0.70, "test_acc": 0.68},
+            "bootstrap": [{"link": 1, "model": "m@L4", "chosen": {"lr": 0.01}, "folds": 2, "budget": 15,
+                           "val_acc": 0.72, "test_acc": 0.71, "labels_acc": 0.7},
+                          {"link": 2, "model": "m@L8", "chosen": {"lr": 0.02}, "folds": 2, "budget": 15,
+                           "val_acc": 0.65, "test_acc": 0.69, "labels_acc": 0.6}]}
+    text = "\n".join(budget_lines(refs))
+    assert "student 100 · weak 100 · ceiling 100 · bootstrap_link 15" in text
+    assert "| 2 | m@L8 |" in text and "0.650" in text
+    assert "bootstrap link 2 (m@L8) is below the weak model: val 0.650 < weak 0.700" in text
+    assert "bootstrap link 1" not in text
