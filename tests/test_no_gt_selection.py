@@ -25,7 +25,7 @@ def test_each_epoch_reports_the_final_no_gt_score_terms(tmp_path, data_dir, mode
     meta = {"select_on": "weak", "weak": shared.weak_val_acc, "ceiling": shared.ceiling_val_acc,
             "min_gap": ctx.min_gap, "gap_se": shared.gap_se, "gap_z": ctx.gap_z}
     pipe.objective_meta = meta
-    cfg, _, policy = student_config({"loss": "xent", "lr": 5e-4, "epochs": 2}, ctx)
+    cfg, _, policy, _ = student_config({"loss": "xent", "lr": 5e-4, "epochs": 2}, ctx)
     student = pipe.student(plan.strong, cfg, shared.weak, policy, weak=shared.weak)
 
     history = student.metrics["history"]

@@ -12,7 +12,7 @@ import pytest
 from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
 from w2s_ray.experiment import ExperimentSpec, run_experiment
-from w2s_ray.stages import WeakLabelPolicy
+from w2s_ray.weak_labels import LabelContext, WeakLabels
 
 TINY = "tiny-bert"
 SIZES = SplitSizes(a=40, b=40, val=24, test=24)
@@ -75,14 +75,18 @@ def test_bootstrap_links_are_cached_per_chain_prefix(tmp_path, data_dir, model_c
     assert [t["stage"] for t in cache.trainings()[before:]] == ["student"]
 
 
-def test_weak_label_policy_filters_and_hardens():
+def test_legacy_weak_label_knobs_filter_and_harden():
     import numpy as np
 
     probs = np.array([0.9, 0.55, 0.2, 0.5])
-    keep, targets = WeakLabelPolicy("hard", 0.5).apply(probs)
+    ctx = LabelContext(probs, "classify", np.zeros(4, dtype=int))
+    keep, targets = WeakLabels.legacy("hard", 0.5).apply(ctx)
     assert keep.tolist() == [0, 2] and targets.tolist() == [1.0, 0.0]
-    keep, targets = WeakLabelPolicy("soft", 0.0).apply(probs)
+    keep, targets = WeakLabels.legacy("soft", 0.0).apply(ctx)
     assert keep.tolist() == [0, 1, 2, 3] and targets.tolist() == probs.tolist()
+    # the pre-registry policy's key payload: students cached before the registry stay valid
+    assert WeakLabels.legacy("hard", 0.5).key(2) == {"transform": "hard", "filter_min_conf": 0.5}
+    assert WeakLabels().key(3) == {"transform": "soft", "filter_min_conf": 0.0}
 
 
 def test_pairwise_rm_pipeline(tmp_path, data_dir, model_cache):

@@ -41,7 +41,7 @@ def _trials(plan, select_on: str):
     pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
     rows = []
     for i, config in enumerate(CONFIGS):
-        cfg, _, policy = student_config(config, ctx)
+        cfg, _, policy, _ = student_config(config, ctx)
         student = pipe.student(plan.strong, cfg, shared.weak, policy, weak=shared.weak)
         rows.append({"trial_id": f"t{i}", **{f"config/{k}": v for k, v in config.items()},
                      **trial_metrics(ctx, student)})

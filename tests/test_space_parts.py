@@ -90,9 +90,12 @@ def test_midpoint_geometric_and_on_grid():
 
 def test_knob_table_covers_student_knobs_and_loss_params():
     from w2s_ray.losses import PARAM_BOUNDS, loss_param_names
+    from w2s_ray.weak_labels import param_names
 
     table = knob_table(registries())
-    assert set(table) == set(STUDENT_KNOBS) | loss_param_names()
+    assert set(table) == set(STUDENT_KNOBS) | loss_param_names() | set(param_names())
+    assert table["weak_labels"].selects.knob == "weak_labels" and table["k"].type is int
+    assert table["contamination"].owner.knob == "weak_labels"
     for name, typ in STUDENT_KNOBS.items():
         assert table[name].type is typ and table[name].owner is None
     assert table["loss"].selects is not None and table["loss"].selects.knob == "loss"

@@ -61,8 +61,9 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-# Student knobs a search space may name, beyond the loss parameters
-# (which come from the loss registry, `w2s_ray.losses.LOSSES[name].params`).
+# Student knobs a search space may name, beyond the loss parameters (which come from the loss
+# registry, `w2s_ray.losses.LOSSES[name].params`) and the weak-label methods' parameters (from
+# `w2s_ray.weak_labels.WEAK_LABELS[name].params`).
 STUDENT_KNOBS: dict[str, type] = {
     "lr": float,
     "epochs": int,
@@ -73,8 +74,10 @@ STUDENT_KNOBS: dict[str, type] = {
     "layer": int,  # probe mode: the strong model's hidden state the probe reads
     "loss": str,
     "bootstrap_steps": int,
-    "filter_min_conf": float,
-    "weak_label_transform": str,
+    "bootstrap_folds": int,  # folds of B every link and relabelling method is cross-fitted over
+    "weak_labels": str,  # a method of the registry `w2s_ray.weak_labels.WEAK_LABELS` (its parameters are flat params)
+    "filter_min_conf": float,  # legacy: confidence_filter's min_conf
+    "weak_label_transform": str,  # legacy: soft | hard
 }
 
 # How weak labels may be relabelled before the student sees them.

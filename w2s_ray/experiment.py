@@ -13,8 +13,10 @@ from w2s_ray.data import PreparedData, prepare_data
 from w2s_ray.errors import UserError
 from w2s_ray.metrics import GAP_Z
 from w2s_ray.results import compare
-from w2s_ray.stages import Pipeline, WeakLabelPolicy
+from w2s_ray.crossfit import DEFAULT_FOLDS
+from w2s_ray.stages import Pipeline
 from w2s_ray.train.executor import Executor, LocalExecutor
+from w2s_ray.weak_labels import WeakLabels
 
 
 @dataclass
@@ -28,7 +30,8 @@ class ExperimentSpec:
     ceiling_cfg: TrainConfig
     student_cfg: TrainConfig
     bootstrap: list[str] = field(default_factory=list)
-    policy: WeakLabelPolicy = field(default_factory=WeakLabelPolicy)
+    weak_labels: WeakLabels = field(default_factory=WeakLabels)
+    bootstrap_folds: int = DEFAULT_FOLDS  # folds of B every link (and relabelling method) is cross-fitted over
     ood_tasks: list[str] = field(default_factory=list)
     val_labels: int | None = None
     min_gap: float = 0.02
@@ -59,6 +62,13 @@ def check_mode_params(cfg: TrainConfig) -> None:
         raise UserError(f"LoRA rank lora_r (--lora-r) must be >= 1 with mode lora, got {cfg.lora_r}")
 
 
+def check_folds(folds: int, name: str = "--bootstrap-folds") -> None:
+    """Cross-fitting needs at least two folds: with one, a model would label its own training rows."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise UserError(f"{name} must be an integer >= 2 (each fold is labelled by a model trained on the others), "
+                        f"got {folds!r}")
+
+
 def validate_spec(spec: ExperimentSpec) -> None:
     """Every check that can fail cheaply, before any training starts."""
     import math
@@ -76,10 +86,8 @@ def validate_spec(spec: ExperimentSpec) -> None:
     for size_name, value in to_dict(spec.data.sizes).items():
         if value < 1:
             raise UserError(f"split size {size_name} must be >= 1, got {value}")
-    if spec.policy.transform not in ("soft", "hard"):
-        raise UserError(f"unknown weak_label_transform {spec.policy.transform!r}; available: hard, soft")
-    if not 0 <= spec.policy.filter_min_conf < 1:
-        raise UserError(f"filter_min_conf must be in [0, 1), got {spec.policy.filter_min_conf}")
+    spec.weak_labels.resolved()  # the method exists and takes each parameter, in its bounds
+    check_folds(spec.bootstrap_folds, "bootstrap_folds")
     from w2s_ray.activations import feature_source
 
     for model, cfg in ((spec.weak, spec.weak_cfg), (spec.strong, spec.ceiling_cfg), (spec.strong, spec.student_cfg)):
@@ -102,19 +110,25 @@ def validate_spec(spec: ExperimentSpec) -> None:
 def run_experiment(spec: ExperimentSpec, cache: StageCache, executor: Executor | None = None,
                    data: PreparedData | None = None) -> dict[str, Any]:
     """Weak, ceiling, optional bootstrap chain and student; returns the metrics report."""
+    from w2s_ray.chain import link_recipe, run_chain
+
     executor = executor or LocalExecutor()
     data = data or prepare_data(spec.data)
     pipe = Pipeline(data, cache, executor, val_labels=spec.val_labels)
     weak = pipe.weak(spec.weak, spec.weak_cfg)
     ceiling = pipe.ceiling(spec.strong, spec.ceiling_cfg)
-    links = pipe.bootstrap(spec.bootstrap, spec.student_cfg, weak, spec.policy) if spec.bootstrap else []
+    chain = run_chain(pipe, spec.bootstrap, weak, link_recipe(spec.ceiling_cfg, spec.weak, spec.weak_cfg.lr, spec.strong,
+                                                               spec.ceiling_cfg.lr, spec.bootstrap_folds))
+    links = chain.links
     source = links[-1] if links else weak
-    student = pipe.student(spec.strong, spec.student_cfg, source, spec.policy, weak=weak)
+    student = pipe.student(spec.strong, spec.student_cfg, source, spec.weak_labels, weak=weak,
+                           folds=spec.bootstrap_folds)
     report: dict[str, Any] = {
         "task": spec.data.task, "seed": spec.data.seed, "weak_model": spec.weak, "strong_model": spec.strong,
         "bootstrap": spec.bootstrap, "loss": spec.student_cfg.loss, "loss_params": dict(spec.student_cfg.loss_params),
         "student_cfg": to_dict(spec.student_cfg), "weak_cfg": to_dict(spec.weak_cfg),
-        "ceiling_cfg": to_dict(spec.ceiling_cfg), "policy": to_dict(spec.policy),
+        "ceiling_cfg": to_dict(spec.ceiling_cfg), "weak_labels": spec.weak_labels.describe(),
+        "bootstrap_folds": spec.bootstrap_folds, "links": chain.selection,
         "sizes": to_dict(spec.data.sizes), "data_fingerprint": data.fingerprint,
         "stages": {"weak": weak.key, "ceiling": ceiling.key, "student": student.key,
                    **{f"bootstrap_{i}": l.key for i, l in enumerate(links, start=1)}},

@@ -21,7 +21,7 @@ from w2s_ray.cli_common import (OneLineParser, add_data_args, add_gap_args, chec
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
 from w2s_ray.errors import UserError, cli_entry
 from w2s_ray.experiment import ExperimentSpec, run_experiment, validate_spec
-from w2s_ray.stages import WeakLabelPolicy
+from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 from w2s_ray.summary import format_runs, summarize_runs
 
 DEFAULT_WEAK = "sentence-transformers/all-MiniLM-L6-v2@L1"
@@ -58,8 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ceiling-epochs", type=int, default=2, help="ceiling epochs")
     t.add_argument("--batch-size", type=int, default=32, help="batch size")
     t.add_argument("--max-length", type=int, default=128, help="max tokens per text (left-truncated)")
-    t.add_argument("--weak-label-transform", default="soft", choices=["soft", "hard"], help="relabel weak labels")
-    t.add_argument("--filter-min-conf", type=float, default=0.0, help="drop weak labels with |2p-1| below this")
+    t.add_argument("--weak-labels", default=None, metavar="METHOD",
+                   help="what the student learns from: " + ", ".join(WEAK_LABELS) + " (default: soft)")
+    t.add_argument("--weak-label-param", action="append", metavar="K=V",
+                   help="a parameter of the --weak-labels method (e.g. k=50, C=1.0, contamination=0.1, s2s_iters=2)")
+    t.add_argument("--bootstrap-folds", type=int, default=2,
+                   help="folds of B every bootstrap link and relabelling method is cross-fitted over (>= 2)")
+    t.add_argument("--weak-label-transform", default="soft", choices=["soft", "hard"],
+                   help="legacy: hard = --weak-labels hard")
+    t.add_argument("--filter-min-conf", type=float, default=0.0,
+                   help="legacy: = --weak-labels confidence_filter --weak-label-param min_conf=X")
     o = p.add_argument_group("evaluation and output")
     o.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (splits, init, order)")
     o.add_argument("--ood-task", action="append", default=[], help="also evaluate on this task's test split")
@@ -103,10 +111,25 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
         ceiling_cfg=base.replace(lr=args.ceiling_lr, epochs=args.ceiling_epochs, layer=args.ceiling_layer),
         student_cfg=base.replace(lr=args.lr, epochs=args.epochs, loss=loss, loss_params=params, layer=args.layer),
         bootstrap=[m for m in args.bootstrap.split(",") if m.strip()],
-        policy=WeakLabelPolicy(args.weak_label_transform, args.filter_min_conf),
+        weak_labels=weak_labels_from_args(args), bootstrap_folds=args.bootstrap_folds,
         ood_tasks=list(args.ood_task), val_labels=args.val_labels, min_gap=args.min_gap,
         gap_z=args.gap_z,
     )
+
+
+def weak_labels_from_args(args: argparse.Namespace) -> WeakLabels:
+    """``--weak-labels`` with its ``--weak-label-param``s, else the legacy transform / filter flags."""
+    params = key_values(args.weak_label_param, "--weak-label-param")
+    legacy = args.weak_label_transform != "soft" or args.filter_min_conf != 0.0
+    if args.weak_labels is None:
+        if params:
+            raise UserError("--weak-label-param needs --weak-labels METHOD")
+        if not 0 <= args.filter_min_conf < 1:
+            raise UserError(f"--filter-min-conf must be in [0, 1), got {args.filter_min_conf}")
+        return WeakLabels.legacy(args.weak_label_transform, args.filter_min_conf)
+    if legacy:
+        raise UserError("give --weak-labels or the legacy --weak-label-transform / --filter-min-conf, not both")
+    return WeakLabels(args.weak_labels, params)
 
 
 def check_run_args(args: argparse.Namespace) -> None:

@@ -1,5 +1,9 @@
 """The weak-to-strong stages: weak, ceiling, bootstrap links and student, each cached.
 
+A bootstrap link (and every relabelling that trains on B, e.g. strong-to-strong) is
+cross-fitted (:mod:`w2s_ray.crossfit`): one training per fold of B on the other folds, each
+labelling only its held-out fold, so no model labels a row it was trained on.
+
 Every stage is a :class:`TrainJob` keyed by a hash of everything that determines its
 output (data fingerprint, model spec, train config, upstream stage keys). A stage found in
 the cache is reused, never recomputed; otherwise the executor trains it (in-process or as
@@ -19,10 +23,12 @@ import pyarrow.parquet as pq
 
 from w2s_ray.cache import StageCache, stage_key
 from w2s_ray.config import TrainConfig, to_dict
+from w2s_ray.crossfit import DEFAULT_FOLDS, assemble, fold_ids, fold_split
 from w2s_ray.data import PreparedData
 from w2s_ray.metrics import accuracy
 from w2s_ray.train.executor import Executor
 from w2s_ray.train.job import TrainJob
+from w2s_ray.weak_labels import LabelContext, WeakLabels
 
 
 PROBE_FORMAT = "cached-activations-1"  # in probe stages' keys; bump when the probe fit changes
@@ -44,24 +50,6 @@ class StageResult:
 
     def probs(self, split: str) -> np.ndarray:
         return pq.read_table(self.path / "predictions" / f"{split}.parquet")["prob"].to_numpy()
-
-
-@dataclass
-class WeakLabelPolicy:
-    """How weak labels are relabelled or filtered before the student sees them."""
-
-    transform: str = "soft"  # soft | hard
-    filter_min_conf: float = 0.0  # drop examples with |2p - 1| below this
-
-    def apply(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(kept row indices, targets for them)."""
-        keep = np.flatnonzero(np.abs(2 * probs - 1) >= self.filter_min_conf)
-        if len(keep) == 0:  # never train on nothing: keep the most confident half
-            keep = np.argsort(-np.abs(2 * probs - 1))[: max(1, len(probs) // 2)]
-        targets = probs[keep]
-        if self.transform == "hard":
-            targets = (targets > 0.5).astype(np.float64)
-        return keep, targets
 
 
 def labelled_val(labels: np.ndarray, cap: int | None) -> np.ndarray:
@@ -182,7 +170,7 @@ class Pipeline:
 
     def _labels_visible(self, kind: str, split: str) -> bool:
         """Students never carry test labels: test metrics are computed once, at the end."""
-        return not (kind == "student" and split == "test")
+        return not (kind in ("student", "s2s") and split == "test")
 
     def _val_monitor(self, extra: dict | None = None) -> dict:
         val = labelled_val(self.data.splits["val"].labels, self.val_labels)
@@ -204,31 +192,91 @@ class Pipeline:
         return self._run("ceiling", model, cfg, "b", np.arange(len(b)), b.labels, self._eval_splits(),
                          self._val_monitor(), upstream={})
 
-    def bootstrap(self, chain: list[str], cfg: TrainConfig, weak: StageResult,
-                  policy: WeakLabelPolicy | None = None) -> list[StageResult]:
-        """Links M1..Mk: each trained on the previous link's labels on B, then relabels B.
+    def link(self, index: int, model: str, cfg: TrainConfig, source: StageResult,
+             folds: int = DEFAULT_FOLDS) -> StageResult:
+        """Bootstrap link ``index``: cross-fitted on ``source``'s labels on B over ``folds`` folds.
 
-        Each link's key includes its whole chain prefix, so chains sharing a prefix share links.
+        Its labels on B are each fold model's held-out predictions; on val and test it predicts
+        the mean of its fold models. Keys include ``source``'s key, so chains sharing a prefix
+        share links.
         """
-        links: list[StageResult] = []
-        source = weak
-        for i, model in enumerate(chain, start=1):
-            rows, targets = (policy or WeakLabelPolicy()).apply(source.probs("b"))
-            link = self._run(f"bootstrap_{i}", model, cfg, "b", rows, targets, ["b", *self._eval_splits()],
-                             self._val_monitor(), upstream={"labels_from": source.key}, meta={"link": i})
-            links.append(link)
-            source = link
-        return links
+        kind = f"bootstrap_{index}"
+        labels = source.probs("b")
+        ids = fold_ids(len(labels), folds, cfg.seed)
+        stages = []
+        for fold in range(folds):
+            train, _ = fold_split(ids, fold)
+            stages.append(self._run(kind, model, cfg, "b", train, labels[train], ["b", *self._eval_splits()],
+                                    self._val_monitor(), upstream={"labels_from": source.key, "fold": fold,
+                                                                   "folds": folds},
+                                    meta={"link": index, "fold": fold}))
+        return self._assemble(kind, model, cfg, stages, ids)
+
+    def _assemble(self, kind: str, model: str, cfg: TrainConfig, stages: list[StageResult],
+                  ids: np.ndarray) -> StageResult:
+        """Publish fold models as one stage: held-out predictions on B, fold-mean predictions elsewhere."""
+        import pyarrow as pa
+
+        key = stage_key(kind, {"crossfit": [s.key for s in stages]})
+
+        def build(out: Path) -> None:
+            (out / "predictions").mkdir()
+            final: dict[str, Any] = {}
+            for name in ["b", *self._eval_splits()]:
+                per_fold = [s.probs(name) for s in stages]
+                probs = assemble(per_fold, ids) if name == "b" else np.mean(per_fold, axis=0)
+                labels = self.data.splits[name].labels
+                final[f"{name}_acc"] = accuracy(probs, labels)
+                pq.write_table(pa.table({"id": pa.array(self.data.splits[name].ids, pa.string()),
+                                         "prob": pa.array(probs, pa.float64()),
+                                         "label": pa.array(labels.astype(np.float64))}),
+                               out / "predictions" / f"{name}.parquet")
+            folds = [{"fold": f, "key": s.key, "n_train": int((ids != f).sum() if len(stages) > 1 else len(ids)),
+                      "n_labelled": int((ids == f).sum())} for f, s in enumerate(stages)]
+            (out / "checkpoint").mkdir()
+            (out / "checkpoint" / "folds.json").write_text(json.dumps({"model": model, "folds": folds}, indent=2))
+            per = [s.metrics for s in stages]
+            metrics = {"stage": kind, "model": model, "final": final, "folds": folds, "train_config": to_dict(cfg),
+                       "steps": int(sum(m.get("steps", 0) for m in per)),
+                       "train_seconds": float(sum(m.get("train_seconds", 0.0) for m in per)),
+                       "executor": "cross-fitted folds"}
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+        return StageResult(kind, key, self.cache.put(kind, key, build), model, to_dict(cfg))
+
+    def relabel(self, model: str, cfg: TrainConfig, targets: np.ndarray, ids: np.ndarray, upstream: dict,
+                meta: dict) -> np.ndarray:
+        """Cross-fitted relabelling of B by ``model`` trained with ``cfg`` (strong-to-strong iterations)."""
+        folds = int(ids.max()) + 1
+        per_fold = []
+        for fold in range(folds):
+            train, _ = fold_split(ids, fold)
+            stage = self._run("s2s", model, cfg, "b", train, targets[train], ["b"], self._val_monitor(),
+                              upstream={**upstream, "fold": fold, "folds": folds}, meta={**meta, "fold": fold})
+            per_fold.append(stage.probs("b"))
+        return assemble(per_fold, ids)
 
     def student(self, model: str, cfg: TrainConfig, labels_from: StageResult,
-                policy: WeakLabelPolicy | None = None, weak: StageResult | None = None) -> StageResult:
-        """Strong student trained on (processed) labels from the weak model or last bootstrap link."""
-        policy = policy or WeakLabelPolicy()
-        rows, targets = policy.apply(labels_from.probs("b"))
+                weak_labels: WeakLabels | None = None, weak: StageResult | None = None,
+                folds: int = DEFAULT_FOLDS) -> StageResult:
+        """Strong student trained on labels from the weak model or last bootstrap link, processed by
+        ``weak_labels`` (a registered method; those that fit on B are cross-fitted over ``folds``)."""
+        weak_labels = weak_labels or WeakLabels()
+        probs = labels_from.probs("b")
+        ids = fold_ids(len(probs), folds, cfg.seed)
+        policy = weak_labels.key(folds)
+
+        def relabel(targets: np.ndarray, iteration: int) -> np.ndarray:
+            return self.relabel(model, cfg, targets, ids, {"labels_from": labels_from.key, "policy": policy,
+                                                           "iteration": iteration}, {"s2s_iter": iteration})
+
+        ctx = LabelContext(probs, self.data.kind, ids, features=lambda: self.features(model, cfg)["b"],
+                           relabel=relabel)
+        rows, targets = weak_labels.apply(ctx)
         ref = weak or labels_from
         monitor = self._val_monitor({"val_acc_weak": ("val", ref.probs("val").tolist())})
         return self._run("student", model, cfg, "b", rows, targets, self._eval_splits(), monitor,
-                         upstream={"labels_from": labels_from.key, "policy": to_dict(policy)})
+                         upstream={"labels_from": labels_from.key, "policy": policy})
 
     def select(self, role: str, model: str, base: TrainConfig, grid: list[dict]) -> tuple[StageResult, dict, list[dict]]:
         """Fair references: train each grid point, keep the best GT validation accuracy.

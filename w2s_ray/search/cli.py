@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weak", default=None, help="override the weak model (else space file, else preset)")
     s.add_argument("--strong", default=None, help="override the strong model")
     s.add_argument("--num-samples", type=int, default=None, help="number of trials (default: preset's)")
+    s.add_argument("--reference-budget", type=int, default=None,
+                   help="configurations the weak model and the ceiling are each selected from on GT validation "
+                        "(default: --num-samples, capped at 8 unless the references are probes)")
     s.add_argument("--max-concurrent", type=int, default=None,
                    help="trials running at once (default: the preset's; probe: one per CPU of this machine)")
     s.add_argument("--asha", action="store_true", help="ASHA early stopping (stopped trials are PRUNED in Optuna)")
@@ -75,6 +78,7 @@ def check_search_args(args: argparse.Namespace) -> None:
     check_split_sizes(args)
     positive("--cpus-per-worker", args.cpus_per_worker)
     positive("--gpus-per-worker", args.gpus_per_worker)
+    positive("--reference-budget", args.reference_budget)
     check_name("--name", args.name)
     check_dir("--cache-dir", args.cache_dir)
     check_data_source(args.data_dir, args.task)

@@ -24,6 +24,7 @@ class SharedStages:
     gap_se: float | None = None  # paired standard error of ceiling − weak on the labelled val split
     selection: dict[str, Any] = field(default_factory=dict)  # fair-reference choices and tables
     activations: Any = None  # SplitActivations of the strong model (and links) for probe students
+    chains: dict[int, list[StageResult]] = field(default_factory=dict)  # folds -> links (``links`` is the default's)
 
 
 @dataclass

@@ -11,13 +11,14 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from w2s_ray.cache import StageCache
 from w2s_ray.cli_common import key_values, positive, split_sizes
 from w2s_ray.config import DataConfig, TrainConfig, to_dict
+from w2s_ray.crossfit import DEFAULT_FOLDS
 from w2s_ray.data import PreparedData, prepare_data
 from w2s_ray.errors import UserError
 from w2s_ray.search.presets import Preset, get_preset
@@ -53,6 +54,14 @@ class SearchPlan:
     student_base: TrainConfig
     reference_base: TrainConfig
     data: PreparedData | None = None
+    # fair budgets: role -> candidate overrides the reference is selected from (w2s_ray.search.budget)
+    references: dict[str, list[dict]] = field(default_factory=dict)
+    fold_choices: list[int] = field(default_factory=lambda: [DEFAULT_FOLDS])  # chains computed per fold count
+
+    @property
+    def budgets(self) -> dict[str, int]:
+        """Configurations each role is tuned over: student trials, reference candidates."""
+        return {"student": self.num_samples, **{role: len(c) for role, c in self.references.items()}}
 
     @property
     def exp_path(self) -> str:
@@ -118,12 +127,39 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
         num_samples=args.num_samples or preset.num_samples,
         student_base=base, reference_base=base.replace(epochs=preset.reference_epochs),
     )
+    plan.references = reference_plan(plan)
+    folds = space.params.get("bootstrap_folds")
+    if folds is not None:
+        from w2s_ray.search.space.domain import values
+
+        plan.fold_choices = sorted(set(values(folds)))
     if plan.args.confirm_seeds is None:
         plan.args.confirm_seeds = preset.confirm_seeds
     if args.resume and not _can_restore(plan):
         raise UserError(f"--resume: no search named {name!r} under {storage} to resume")
     plan.data = prepare_data(data_cfg)  # missing/corrupt/single-class data fails here
     return plan
+
+
+def reference_plan(plan: SearchPlan) -> dict[str, list[dict]]:
+    """Each reference's candidates: a budget like the student's over the knobs they share."""
+    from w2s_ray.search.budget import reference_budget, reference_candidates
+
+    override = plan.args.reference_budget if plan.args.reference_budget is not None else plan.preset.reference_budget
+    budget = reference_budget(plan.num_samples, plan.reference_base.mode, override)
+    strong_depth = _depth(plan.strong)
+    return {role: reference_candidates(grid, plan.space, budget, plan.args.seed, plan.reference_base.mode,
+                                       _depth(model), strong_depth, role)
+            for role, model, grid in (("weak", plan.weak, plan.preset.weak_grid),
+                                      ("ceiling", plan.strong, plan.preset.ceiling_grid))}
+
+
+def _depth(model: str) -> int:
+    from w2s_ray.models import parse_model_spec
+    from w2s_ray.models.arch import load_config
+
+    parsed = parse_model_spec(model)
+    return parsed.layers or load_config(parsed)[2]
 
 
 def preset_space_path(preset: Preset, task: str, kind: str) -> Path:
@@ -165,7 +201,18 @@ def probe_models(plan: SearchPlan) -> list[str]:
         models += [plan.weak, plan.strong, *plan.ladder[: plan.max_bootstrap]]
     if "probe" in student_modes(plan):
         models += [plan.strong, *plan.ladder[: plan.max_bootstrap]]
+    if reads_features(plan):
+        models.append(plan.strong)
     return list(dict.fromkeys(feature_source(m, None).model for m in models))
+
+
+def reads_features(plan: SearchPlan) -> bool:
+    """Whether a trial's weak-label method may read the strong model's activations."""
+    from w2s_ray.weak_labels import WEAK_LABELS
+
+    spec = plan.space.params.get("weak_labels")
+    methods = [] if spec is None else [spec.value] if spec.type == "fixed" else list(spec.choices or ())
+    return any(WEAK_LABELS[m].reads_features for m in methods)
 
 
 def student_modes(plan: SearchPlan) -> set[str]:
@@ -370,15 +417,16 @@ def compute_shared(plan: SearchPlan, executor: Executor):
         acts.ensure(model, executor)
     pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels,
                     activations=acts)
-    weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.preset.weak_grid)
+    weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.references["weak"])
     ceiling, ceil_choice, ceil_table = pipe.select("ceiling", plan.strong, plan.reference_base,
-                                                   plan.preset.ceiling_grid)
-    link_cfg = plan.reference_base.replace(lr=plan.preset.bootstrap_lr)
-    links = pipe.bootstrap(plan.ladder[: plan.max_bootstrap], link_cfg, weak) if plan.max_bootstrap else []
+                                                   plan.references["ceiling"])
+    chains = {folds: search_chain(plan, pipe, weak, ceiling, folds) for folds in plan.fold_choices}
+    default = chains.get(DEFAULT_FOLDS) or chains[plan.fold_choices[0]]
+    links = default.links
     val = labelled_val(plan.data.splits["val"].labels, plan.args.val_labels)
     known = ~np.isnan(val)
     shipped = [feature_source(m, None).model for m in (plan.strong, *plan.ladder[: plan.max_bootstrap])]
-    if "probe" in student_modes(plan):
+    if "probe" in student_modes(plan) or reads_features(plan):
         for model in shipped:
             acts.hidden(model, executor)
     return SharedStages(
@@ -386,11 +434,31 @@ def compute_shared(plan: SearchPlan, executor: Executor):
         weak_val_acc=accuracy(weak.probs("val")[known], val[known]),
         ceiling_val_acc=accuracy(ceiling.probs("val")[known], val[known]),
         gap_se=gap_standard_error(weak.probs("val")[known], ceiling.probs("val")[known], val[known]),
-        selection={"weak": {"model": plan.weak, "chosen": weak_choice, "candidates": weak_table},
-                   "ceiling": {"model": plan.strong, "chosen": ceil_choice, "candidates": ceil_table},
-                   "bootstrap": [{"model": l.model, "key": l.key, "val_acc": l.metrics["final"].get("val_acc"),
-                                  "test_acc": l.metrics["final"].get("test_acc")} for l in links]},
+        selection={"weak": {"model": plan.weak, "chosen": weak_choice, "candidates": weak_table,
+                            "budget": len(weak_table), **_accuracies(weak)},
+                   "ceiling": {"model": plan.strong, "chosen": ceil_choice, "candidates": ceil_table,
+                               "budget": len(ceil_table), **_accuracies(ceiling)},
+                   "bootstrap": default.selection,
+                   "budgets": {**plan.budgets, **({"bootstrap_link": default.selection[0]["budget"]}
+                                                  if default.selection else {})}},
+        chains={folds: chain.links for folds, chain in chains.items()},
     )
+
+
+def _accuracies(stage) -> dict[str, float | None]:
+    final = stage.metrics.get("final", {})
+    return {"val_acc": final.get("val_acc"), "test_acc": final.get("test_acc")}
+
+
+def search_chain(plan: SearchPlan, pipe, weak, ceiling, folds: int):
+    """The search's bootstrap chain over ``folds`` folds: the one chain recipe ``run`` uses too,
+    anchored on the selected weak model's and ceiling's learning rates."""
+    from w2s_ray.chain import Chain, link_recipe, run_chain
+
+    if not plan.max_bootstrap:
+        return Chain()
+    recipe = link_recipe(plan.reference_base, plan.weak, weak.config["lr"], plan.strong, ceiling.config["lr"], folds)
+    return run_chain(pipe, plan.ladder[: plan.max_bootstrap], weak, recipe)
 
 
 def search_context(plan: SearchPlan, shared, scaling: ScalingSpec):
@@ -492,7 +560,8 @@ def _search_params(plan: SearchPlan) -> dict[str, Any]:
             "strong": plan.strong, "ladder": ",".join(plan.ladder), "num_samples": plan.num_samples,
             "seed": plan.args.seed, "select_on": plan.args.select_on, "val_labels": plan.args.val_labels,
             "sizes": json.dumps(to_dict(plan.data_cfg.sizes)), "min_gap": plan.args.min_gap,
-            "gap_z": plan.args.gap_z}
+            "gap_z": plan.args.gap_z, **{f"budget.{role}": n for role, n in plan.budgets.items()},
+            "bootstrap_folds": ",".join(map(str, plan.fold_choices))}
 
 
 def _search_tags(plan: SearchPlan) -> dict[str, str]:
@@ -519,11 +588,16 @@ def _log_stages(tracker, shared) -> dict[str, str]:
     runs: dict[str, str] = {}
     stages = {"weak": shared.weak, "ceiling": shared.ceiling,
               **{f"bootstrap_{i}": link for i, link in enumerate(shared.links, start=1)}}
+    budgets = {role: shared.selection[role]["budget"] for role in ("weak", "ceiling")
+               if "budget" in shared.selection.get(role, {})}
+    budgets.update({f"bootstrap_{e['link']}": e["budget"] for e in shared.selection.get("bootstrap", [])})
     for name, stage in stages.items():
         metrics = stage.metrics
         flat = {f"{k}": v for k, v in metrics.get("final", {}).items()}
         flat.update({"train_seconds": metrics.get("train_seconds", 0.0), "steps": metrics.get("steps", 0)})
         artifacts = {"predictions": stage.path / "predictions", "checkpoint": stage.path / "checkpoint"}
         params = {"model": stage.model, **{f"train.{k}": v for k, v in stage.config.items()}}
+        if name in budgets:
+            params["budget"] = budgets[name]
         runs[name] = tracker.log_stage(name, stage.key, flat, artifacts, params)
     return runs

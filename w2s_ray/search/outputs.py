@@ -99,7 +99,7 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
     best = report["rows"]["best"]
     report["best_config"] = plain({"task": plan.task, "weak": plan.weak, "strong": plan.strong,
                              "ladder": plan.ladder, "student": best["config"], "references": {
-                                 k: v["chosen"] for k, v in ctx.shared.selection.items() if isinstance(v, dict)},
+                                 k: v["chosen"] for k, v in ctx.shared.selection.items() if isinstance(v, dict) and "chosen" in v},
                              "val_pgr": best["val"]["pgr"], "test_pgr": best["test"]["pgr"]})
     report["rows"] = plain(report["rows"])
     report["final_metrics"] = {f"{label}_{split}_{m}": v
@@ -142,6 +142,7 @@ def format_summary(report: dict[str, Any]) -> str:
             e = row[split]
             lines.append(f"| {label} | {split} | {e['weak_acc']:.3f} | {e['ceiling_acc']:.3f} | "
                          f"{e['student_acc']:.3f} | {_gap_cell(e)} | {_pgr_cell(e)} |")
+    lines += ["", *budget_lines(report.get("references") or {})]
     lines.append("")
     lines.append("best config: " + json.dumps(report["rows"]["best"]["config"], default=str, sort_keys=True))
     if report["select_on"] == "weak":
@@ -155,6 +156,35 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def budget_lines(references: dict[str, Any]) -> list[str]:
+    """Each role's tuning budget, then each bootstrap link's accuracy (a link below the weak model flagged)."""
+    budgets = references.get("budgets") or {}
+    lines = []
+    if budgets:
+        lines.append("tuning budgets (configurations, each selected on GT validation except the student's trials): "
+                     + " · ".join(f"{role} {n}" for role, n in budgets.items()))
+    links = references.get("bootstrap") or []
+    if not links:
+        return lines
+    weak = references.get("weak", {})
+    weak_val, weak_test = weak.get("val_acc"), weak.get("test_acc")
+    lines += ["", "| link | model | chosen | folds | budget | val acc | test acc | labels on B acc |",
+              "|---|---|---|---|---|---|---|---|"]
+    flags = []
+    for e in links:
+        cell = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "—"  # noqa: E731
+        lines.append(f"| {e['link']} | {e['model']} | {json.dumps(e.get('chosen', {}), sort_keys=True)} | "
+                     f"{e.get('folds', '—')} | {e.get('budget', '—')} | {cell(e.get('val_acc'))} | "
+                     f"{cell(e.get('test_acc'))} | {cell(e.get('labels_acc'))} |")
+        below = [f"{split} {e[f'{split}_acc']:.3f} < weak {ref:.3f}"
+                 for split, ref in (("val", weak_val), ("test", weak_test))
+                 if ref is not None and e.get(f"{split}_acc") is not None and e[f"{split}_acc"] < ref]
+        if below:
+            flags.append(f"warning: bootstrap link {e['link']} ({e['model']}) is below the weak model: "
+                         + "; ".join(below))
+    return lines + flags
+
+
 def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict[str, Any]:
     """Retrain weak, ceiling, baselines and best on K further seeds; test PGR mean ± std and paired stats.
 
@@ -166,6 +196,7 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
     from w2s_ray.activations import SplitActivations
     from w2s_ray.data import prepare_data
     from w2s_ray.paired import paired_comparison, verdict
+    from w2s_ray.search.driver import search_chain
     from w2s_ray.search.trainable import student_config
     from w2s_ray.stages import Pipeline
 
@@ -176,13 +207,15 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
         acts = SplitActivations(data, plan.cache_uri, plan.reference_base.max_length, plan.reference_base.pooling)
         pipe = Pipeline(data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels, activations=acts)
         ref = plan.reference_base.replace(seed=seed)
-        weak, _, _ = pipe.select("weak", plan.weak, ref, plan.preset.weak_grid)
-        ceiling, _, _ = pipe.select("ceiling", plan.strong, ref, plan.preset.ceiling_grid)
+        weak, _, _ = pipe.select("weak", plan.weak, ref, plan.references["weak"])
+        ceiling, _, _ = pipe.select("ceiling", plan.strong, ref, plan.references["ceiling"])
+        seed_plan = replace(plan, reference_base=ref)
         for label in per_label:
             row = report["rows"][label]
-            cfg, steps, policy = student_config(row["config"], replace(ctx, student_base=ctx.student_base.replace(seed=seed)))
-            source = pipe.bootstrap(plan.ladder[:steps], ref.replace(lr=plan.preset.bootstrap_lr), weak)[-1] if steps else weak
-            student = pipe.student(plan.strong, cfg, source, policy, weak=weak)
+            setup = student_config(row["config"], replace(ctx, student_base=ctx.student_base.replace(seed=seed)))
+            links = search_chain(replace(seed_plan, max_bootstrap=setup.steps), pipe, weak, ceiling, setup.folds).links
+            source = links[-1] if links else weak
+            student = pipe.student(plan.strong, setup.cfg, source, setup.weak_labels, weak=weak, folds=setup.folds)
             per_label[label].append(compare(data, weak, student, ceiling, "test", None, plan.args.min_gap,
                                             plan.args.gap_z))
     out: dict[str, Any] = {"seeds": plan.args.confirm_seeds, "pool": "fresh" if fresh else "reshuffled",

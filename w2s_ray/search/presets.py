@@ -23,10 +23,10 @@ class Preset:
     max_length: int
     batch_size: int
     num_samples: int
-    weak_grid: list[dict] = field(default_factory=list)  # fair-reference selection
+    weak_grid: list[dict] = field(default_factory=list)  # fair-reference candidates first (w2s_ray.search.budget)
     ceiling_grid: list[dict] = field(default_factory=list)
     reference_epochs: int = 2
-    bootstrap_lr: float = 5e-5
+    reference_budget: int | None = None  # configurations per reference (None: the student's trials, see budget.py)
     use_gpu: bool = False
     val_labels: int | None = None
     ladder: tuple[str, ...] | None = None  # overrides the space file's bootstrap ladder
@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
             pairwise_sizes=SplitSizes(a=600, b=600, val=200, test=500), pairwise_max_length=128,
             train={"mode": "probe", "lr": 1e-2, "weight_decay": 1e-2},
             weak_grid=probe_grid(range(1, 7)), ceiling_grid=probe_grid(range(1, 13)),
-            reference_epochs=20, bootstrap_lr=1e-2, ladder=(f"{MPNET}@L4", f"{MPNET}@L8"),
+            reference_epochs=20, ladder=(f"{MPNET}@L4", f"{MPNET}@L8"),
             space="probe", confirm_seeds=5, max_concurrent=0,  # probe trials hold a CPU each
         ),
         Preset(
@@ -85,7 +85,7 @@ PRESETS: dict[str, Preset] = {
             weak=MINILM, strong=MPNET,
             sizes=SplitSizes(a=1000, b=1000, val=400, test=1000), max_length=64, batch_size=32, num_samples=6,
             weak_grid=[{"lr": 5e-5}, {"lr": 1e-4}], ceiling_grid=[{"lr": 2e-5}, {"lr": 3e-5}],
-            bootstrap_lr=3e-5, ladder=(f"{MPNET}@L4", f"{MPNET}@L8"),
+            ladder=(f"{MPNET}@L4", f"{MPNET}@L8"),
         ),
         Preset(
             name="paper",
@@ -93,7 +93,7 @@ PRESETS: dict[str, Preset] = {
             weak="gpt2", strong="gpt2-xl",
             sizes=SplitSizes(a=10000, b=10000, val=2000, test=5000), max_length=512, batch_size=32,
             num_samples=64, weak_grid=[{"lr": 5e-5}, {"lr": 1e-4}],
-            ceiling_grid=[{"lr": 1e-5}, {"lr": 3e-5}], use_gpu=True, bootstrap_lr=1e-5,
+            ceiling_grid=[{"lr": 1e-5}, {"lr": 3e-5}], use_gpu=True,
             ladder=("gpt2-medium", "gpt2-large"),
             cpus_per_worker=6.0,  # + the trial's own process: fits an 8-vCPU GPU VM and a 7-CPU KubeRay pod
         ),
@@ -102,7 +102,8 @@ PRESETS: dict[str, Preset] = {
             description="random tiny models for tests and smoke runs only: never a result",
             weak="tiny-bert", strong="tiny-bert",
             sizes=SplitSizes(a=48, b=48, val=32, test=32), max_length=32, batch_size=16, num_samples=3,
-            weak_grid=[{"lr": 1e-3}], ceiling_grid=[{"lr": 1e-3}], reference_epochs=1, bootstrap_lr=1e-3,
+            weak_grid=[{"lr": 1e-3}], ceiling_grid=[{"lr": 1e-3}], reference_epochs=1,
+            reference_budget=1,  # a smoke preset: one candidate per reference keeps its tests cheap
             weak_as_ladder=True,
         ),
         Preset(
@@ -111,7 +112,7 @@ PRESETS: dict[str, Preset] = {
             weak="tiny-bert", strong="tiny-bert",
             sizes=SplitSizes(a=48, b=48, val=32, test=32), max_length=32, batch_size=16, num_samples=4,
             train={"mode": "probe", "lr": 1e-2}, weak_grid=probe_grid(range(1, 3), (1e-2, 1e-1)),
-            ceiling_grid=probe_grid(range(1, 3), (1e-2, 1e-1)), reference_epochs=5, bootstrap_lr=1e-2,
+            ceiling_grid=probe_grid(range(1, 3), (1e-2, 1e-1)), reference_epochs=5,
             weak_as_ladder=True,
         ),
     ]

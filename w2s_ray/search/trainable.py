@@ -7,32 +7,59 @@ The trial then reports its final validation metrics (``final = 1``) once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 
 from w2s_ray.cache import StageCache
+from w2s_ray.config import TrainConfig
+from w2s_ray.crossfit import DEFAULT_FOLDS
 from w2s_ray.losses import LOSSES
 from w2s_ray.objective import gt_objective, prediction_terms, weak_objective
 from w2s_ray.results import compare
 from w2s_ray.search.context import SearchContext
 from w2s_ray.search.space import split_config
-from w2s_ray.stages import Pipeline, WeakLabelPolicy
+from w2s_ray.stages import Pipeline, StageResult
 from w2s_ray.train.executor import RayTrainExecutor
+from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 
 
-# Knobs that are TrainConfig fields; the others (bootstrap_steps, weak-label settings) are read below.
+# Knobs that are TrainConfig fields; the others (bootstrap steps and folds, weak-label settings) are read below.
 TRAIN_KNOBS: tuple[str, ...] = ("lr", "epochs", "batch_size", "mode", "lora_r", "weight_decay", "layer")
 
 
-def student_config(config: dict[str, Any], ctx: SearchContext):
-    """Trial config → (TrainConfig, bootstrap steps, weak-label policy)."""
-    knobs, loss_params = split_config(config)
+class StudentSetup(NamedTuple):
+    """What one trial config asks for."""
+
+    cfg: TrainConfig
+    steps: int  # bootstrap links before the student
+    weak_labels: WeakLabels
+    folds: int  # folds of B the links and the weak-label method are cross-fitted over
+
+
+def student_config(config: dict[str, Any], ctx: SearchContext) -> StudentSetup:
+    """Trial config → (TrainConfig, bootstrap steps, weak-label method, folds).
+
+    Without a ``weak_labels`` knob the legacy ``weak_label_transform`` / ``filter_min_conf``
+    knobs choose hard / confidence_filter, so older space files and cached students stay valid.
+    """
+    knobs, method_params = split_config(config)
     loss = knobs.get("loss", ctx.student_base.loss)
-    params = {k: float(v) for k, v in loss_params.items() if k in LOSSES[loss].params}
+    params = {k: float(v) for k, v in method_params.items() if k in LOSSES[loss].params}
     overrides = {k: knobs[k] for k in TRAIN_KNOBS if k in knobs}
     cfg = ctx.student_base.replace(loss=loss, loss_params=params, **overrides)
-    policy = WeakLabelPolicy(knobs.get("weak_label_transform", "soft"), float(knobs.get("filter_min_conf", 0.0)))
-    return cfg, int(knobs.get("bootstrap_steps", 0)), policy
+    method = knobs.get("weak_labels")
+    if method is None:
+        weak_labels = WeakLabels.legacy(knobs.get("weak_label_transform", "soft"),
+                                        float(knobs.get("filter_min_conf", 0.0)))
+    else:
+        weak_labels = WeakLabels(method, {k: v for k, v in method_params.items() if k in WEAK_LABELS[method].params})
+    return StudentSetup(cfg, int(knobs.get("bootstrap_steps", 0)), weak_labels,
+                        int(knobs.get("bootstrap_folds", DEFAULT_FOLDS)))
+
+
+def label_source(shared, steps: int, folds: int) -> StageResult:
+    """The weak model, or the last of ``steps`` links of the chain cross-fitted over ``folds``."""
+    return shared.chains[folds][steps - 1] if steps else shared.weak
 
 
 def trial_metrics(ctx: SearchContext, student) -> dict[str, Any]:
@@ -68,7 +95,7 @@ def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     """Train (or reuse) this trial's student, then report its final metrics to Tune."""
     from ray import tune
 
-    cfg, steps, policy = student_config(config, ctx)
+    setup = student_config(config, ctx)
     trial_id = tune.get_context().get_trial_id()
     executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures, report_to_tune=True)
     shared = ctx.shared
@@ -77,8 +104,8 @@ def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     pipe.objective_meta = {"select_on": ctx.select_on, "weak": shared.weak_val_acc,
                            "ceiling": shared.ceiling_val_acc, "min_gap": ctx.min_gap,
                            "gap_se": shared.gap_se, "gap_z": ctx.gap_z}
-    source = shared.links[steps - 1] if steps else shared.weak
-    student = pipe.student(ctx.strong, cfg, source, policy, weak=shared.weak)
+    source = label_source(shared, setup.steps, setup.folds)
+    student = pipe.student(ctx.strong, setup.cfg, source, setup.weak_labels, weak=shared.weak, folds=setup.folds)
     checkpoint = tune.Checkpoint.from_directory(str(student.path / "checkpoint"))
     tune.report(trial_metrics(ctx, student), checkpoint=checkpoint)
 

@@ -43,6 +43,7 @@ KNOB_BOUNDS: dict[str, Bounds] = {
     "batch_size": (1, None, False, False),
     "lora_r": (1, None, False, False),
     "bootstrap_steps": (0, None, False, False),
+    "bootstrap_folds": (2, None, False, False),  # one fold would label its own training rows
     "filter_min_conf": (0.0, 1.0, False, True),  # as w2s_ray.experiment checks: [0, 1)
     "weight_decay": (0.0, None, False, False),
     "layer": (0, None, False, False),  # the model's own layer count is checked by the search plan
@@ -64,6 +65,8 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "mode": _TRAIN.mode,
     "lora_r": _TRAIN.lora_r,
     "bootstrap_steps": 0,
+    "bootstrap_folds": 2,
+    "weak_labels": "soft",
     "filter_min_conf": 0.0,
     "weak_label_transform": "soft",
 }
@@ -82,6 +85,8 @@ class ParamRegistry:
     entries: Mapping[str, Any]
     bounds: Mapping[str, tuple[float, float]]  # param -> (low, high), inclusive, may be infinite
     default: Mapping[str, str]  # task kind -> default entry
+    integer: frozenset[str] = frozenset()  # parameters that take integers
+    high_open: frozenset[str] = frozenset()  # parameters whose high bound is excluded
 
     def for_kind(self, kind: str) -> list[str]:
         return sorted(n for n, e in self.entries.items() if kind in getattr(e, "kinds", (kind,)))
@@ -107,9 +112,21 @@ class Knob:
 
 def registries() -> tuple[ParamRegistry, ...]:
     """The parameter registries a space can draw on (imported lazily: losses import torch)."""
-    from w2s_ray import losses
+    from types import SimpleNamespace
 
-    return (ParamRegistry("loss", "loss", losses.LOSSES, losses.PARAM_BOUNDS, losses.LOSS_DEFAULT),)
+    from w2s_ray import losses, weak_labels
+
+    methods = {name: SimpleNamespace(params={p: v.default for p, v in m.params.items()})
+               for name, m in weak_labels.WEAK_LABELS.items()}
+    params = weak_labels.param_names()
+    return (
+        ParamRegistry("loss", "loss", losses.LOSSES, losses.PARAM_BOUNDS, losses.LOSS_DEFAULT),
+        ParamRegistry("weak_labels", "weak-label method", methods,
+                      {p: (v.low, v.high) for p, v in params.items()},
+                      {"classify": weak_labels.DEFAULT_METHOD, "pairwise": weak_labels.DEFAULT_METHOD},
+                      integer=frozenset(p for p, v in params.items() if v.integer),
+                      high_open=frozenset(p for p, v in params.items() if v.high_open)),
+    )
 
 
 def knob_table(regs: tuple[ParamRegistry, ...]) -> dict[str, Knob]:
@@ -123,6 +140,7 @@ def knob_table(regs: tuple[ParamRegistry, ...]) -> dict[str, Knob]:
             if param in table:
                 continue
             lo, hi = reg.bounds.get(param, (-math.inf, math.inf))
-            bounds = (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None, False, False)
-            table[param] = Knob(param, float, bounds, owner=reg)
+            bounds = (lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None, False,
+                      param in reg.high_open)
+            table[param] = Knob(param, int if param in reg.integer else float, bounds, owner=reg)
     return table

@@ -108,6 +108,7 @@ def build_space(
     ordered = _order_and_check_conditions(specs, locs, ctx)
     _check_bootstrap(ordered, locs, ladder)
     owned_defaults = _check_owned_params(ordered, locs, ctx)
+    _check_legacy_weak_label_knobs(ordered, locs)
 
     draft = SearchSpace(
         path=path, kind=kind, task=file_task, weak=weak, strong=strong, ladder=ladder, params=ordered,
@@ -446,6 +447,18 @@ def _check_owned_params(
                             if is_num(reg.entries[e].params.get(spec.name))}
                 out[spec.name] = (sel, by_entry)
     return out
+
+
+LEGACY_WEAK_LABEL_KNOBS: tuple[str, ...] = ("filter_min_conf", "weak_label_transform")
+
+
+def _check_legacy_weak_label_knobs(specs: dict[str, ParamSpec], locs: dict[str, Loc]) -> None:
+    """The legacy knobs (filter_min_conf, weak_label_transform) and ``weak_labels`` do not mix."""
+    legacy = [k for k in LEGACY_WEAK_LABEL_KNOBS if k in specs]
+    if legacy and "weak_labels" in specs:
+        raise _error(locs[legacy[0]], f"params.{legacy[0]}",
+                     "is a legacy weak-label knob; with 'weak_labels' use its methods instead "
+                     "(hard, confidence_filter with min_conf)")
 
 
 def _parse_baseline(doc: LMap, space: SearchSpace) -> list[dict[str, Any]]:
