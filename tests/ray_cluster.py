@@ -72,8 +72,10 @@ class LocalRay:
         return subprocess.run([exe, *args], env=self.environ(), capture_output=True, text=True, timeout=timeout,
                               check=check)
 
-    def start_head(self, num_cpus: int = 2) -> None:
-        self.ray("start", "--head", f"--port={self.gcs_port}", f"--num-cpus={num_cpus}",
+    def start_head(self, num_cpus: int = 2, num_gpus: int | None = None) -> None:
+        """``num_gpus`` declares GPUs the machine need not have (Ray then schedules GPU requests on them)."""
+        gpus = [f"--num-gpus={num_gpus}"] if num_gpus is not None else []
+        self.ray("start", "--head", f"--port={self.gcs_port}", f"--num-cpus={num_cpus}", *gpus,
                  f"--temp-dir={self.temp_dir}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                  f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}",
                  *node_ports(), "--disable-usage-stats")

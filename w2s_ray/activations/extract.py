@@ -75,7 +75,9 @@ def run_extraction(job: ExtractJob, rows: list[int]) -> None:
         torch.set_num_threads(job.threads)
     started = time.time()
     model, tokenizer = build_model(job.model, mode="probe", pooling=job.pooling)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from w2s_ray.models.device import work_device
+
+    device = work_device()  # the CPU when this torch cannot use the GPU Ray assigned
     body = model.body.to(device).eval()
     pool = POOLINGS[model.pooling]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -69,17 +69,22 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def from_pretrained(loader: Callable[..., T], source: str, **kwargs: Any) -> T:
+def from_pretrained(loader: Callable[..., T], source: str, accept: Callable[[T], bool] | None = None,
+                    **kwargs: Any) -> T:
     """`loader(source, **kwargs)`, preferring the local HF cache for hub ids.
 
     A local directory loads directly. A hub id is tried with `local_files_only=True` first
     (no network, no retry storm), then online unless offline mode is set or the hub is
-    unreachable, in which case a UserError says so in one line.
+    unreachable, in which case a UserError says so in one line. `accept` rejects a cached
+    result that loaded from only part of the repo (a tokenizer built from a cached config.json
+    alone has an empty vocabulary), which then loads online.
     """
     if Path(source).is_dir():
         return loader(source, **kwargs)
     try:
-        return loader(source, local_files_only=True, **kwargs)
+        cached = loader(source, local_files_only=True, **kwargs)
+        if accept is None or accept(cached):
+            return cached
     except (OSError, ValueError):
         pass
     known = ", ".join(sorted(PROVIDERS))
@@ -93,10 +98,13 @@ def from_pretrained(loader: Callable[..., T], source: str, **kwargs: Any) -> T:
             f"not in the Hugging Face cache, and {why}"
         )
     try:
-        return loader(source, **kwargs)
+        loaded = loader(source, **kwargs)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load model {source!r} from the Hugging Face hub: {first}") from None
+    if accept is not None and not accept(loaded):
+        raise UserError(f"model {source!r} from the Hugging Face hub is incomplete (e.g. a tokenizer without a vocabulary)")
+    return loaded
 
 
 def num_layers(config: Any) -> int | None:

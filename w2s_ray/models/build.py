@@ -44,7 +44,7 @@ def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     with quiet_transformers():
-        tok = from_pretrained(AutoTokenizer.from_pretrained, source)
+        tok = from_pretrained(AutoTokenizer.from_pretrained, source, accept=lambda t: t.vocab_size > 0)
     tok.truncation_side = "left"
     tok.padding_side = "right"
     if tok.pad_token is None:

@@ -81,7 +81,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     from w2s_ray.tracking import check_tracking_uri, resolve_tracking_uri
 
     task = get_task(args.task)
-    preset = get_preset(args.preset or ("paper" if args.use_gpu else "probe"))
+    preset = get_preset(args.preset or default_preset_name(args))
     check_search_args(args)
     if args.max_concurrent is None:
         args.max_concurrent = preset.max_concurrent or os.cpu_count() or 1
@@ -94,10 +94,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     positive("--max-failures", args.max_failures, allow_zero=True)
     space_path = Path(args.space) if args.space else preset_space_path(preset, task.name, task.kind)
     space = load_space(space_path, kind=task.kind, task=task.name)
-    # CLI > an explicitly chosen preset > the space file > the default preset
-    weak = args.weak or (preset.weak if args.preset else space.weak or preset.weak)
-    strong = args.strong or (preset.strong if args.preset else space.strong or preset.strong)
-    ladder = list(preset.ladder) if preset.ladder is not None else list(space.ladder)
+    weak, strong, ladder = model_chain(args, preset, space)
     if preset.weak_as_ladder:
         ladder = [weak] * len(space.ladder)
     max_bootstrap = min(space.max_bootstrap_steps(), len(ladder))
@@ -160,6 +157,35 @@ def _depth(model: str) -> int:
 
     parsed = parse_model_spec(model)
     return parsed.layers or load_config(parsed)[2]
+
+
+def default_preset_name(args: argparse.Namespace) -> str:
+    """``paper`` with ``--use-gpu``, or (neither flag given) when GPUs are found or startable; else ``probe``.
+
+    Sets ``args.use_gpu`` when GPUs were found, so every training asks for one.
+    """
+    if args.use_gpu is None:
+        from w2s_ray.search.gpus import detect_gpus
+
+        found = detect_gpus(args.address)
+        if found:
+            print(f"found {found.describe()}: preset paper on GPUs (pass --preset to choose another)", flush=True)
+            args.use_gpu = True
+    return "paper" if args.use_gpu else "probe"
+
+
+def model_chain(args: argparse.Namespace, preset: Preset, space: SearchSpace) -> tuple[str, str, list[str]]:
+    """(weak, strong, ladder), each end overridable by ``--weak`` / ``--strong``.
+
+    A preset with its own ladder (``probe``, ``mpnet``, ``paper``), chosen or implicit, owns the
+    whole chain: mixing its ladder with a space file's pair gave inconsistent ladders. A preset
+    without one takes the space file's ladder, and the space's pair too when the preset is implicit.
+    """
+    own = bool(args.preset) or preset.ladder is not None
+    weak = args.weak or (preset.weak if own else space.weak or preset.weak)
+    strong = args.strong or (preset.strong if own else space.strong or preset.strong)
+    ladder = list(preset.ladder) if preset.ladder is not None else list(space.ladder)
+    return weak, strong, ladder
 
 
 def preset_space_path(preset: Preset, task: str, kind: str) -> Path:

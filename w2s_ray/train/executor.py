@@ -67,7 +67,7 @@ class RayTrainExecutor:
 
     def run(self, job: Job, name: str) -> None:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig
-        from ray.train.torch import TorchTrainer
+        from ray.train.torch import TorchConfig, TorchTrainer
 
         callbacks = []
         if self.report_to_tune and isinstance(job, TrainJob):
@@ -79,10 +79,15 @@ class RayTrainExecutor:
             job.entrypoint(),
             train_loop_config=job.to_dict(),
             scaling_config=self.scaling.to_ray(),
+            # one worker exchanges no tensors: gloo also starts where torch has no NCCL (a CPU build
+            # on a node that declares GPUs); several GPU workers keep Ray's default, NCCL
+            torch_config=TorchConfig(backend="gloo") if self.scaling.num_workers == 1 else None,
             run_config=RunConfig(
                 name=name,
                 storage_path=self.storage_path,
-                failure_config=FailureConfig(max_failures=self.max_failures),
+                # a worker lost with a node that Ray drained for PREEMPTION (spot reclaim) is retried
+                # from the last checkpoint without using up max_failures (Train V2 counts it apart)
+                failure_config=FailureConfig(max_failures=self.max_failures, max_preemption_failures=-1),
                 checkpoint_config=CheckpointConfig(num_to_keep=1),
                 callbacks=callbacks,
             ),

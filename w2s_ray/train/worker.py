@@ -25,6 +25,7 @@ from w2s_ray.faults import fault_point
 from w2s_ray.losses import make_loss
 from w2s_ray.metrics import accuracy
 from w2s_ray.models import build_model
+from w2s_ray.models.device import placement, work_device
 from w2s_ray.train.data import encode
 from w2s_ray.train.job import TrainJob
 from w2s_ray.train.loop import LoopState, fit, make_optimizer, predict
@@ -121,7 +122,9 @@ def run_job(job: TrainJob, ctx) -> None:
         if ctx.world_size > 1:  # each rank trains on its own shard; DDP averages gradients
             shard = np.arange(ctx.rank, len(enc), ctx.world_size)
             enc, targets = enc.subset(shard), targets[shard]
-        model = ray.train.torch.prepare_model(model)
+        # the CPU when this torch cannot use the GPU Ray assigned (CPU build, no driver)
+        model = ray.train.torch.prepare_model(model, move_to_device=work_device(in_ray_train=True))
+    where = placement(next(model.parameters()).device)
     monitor_enc = {
         split: encode(tokenizer, job.predict[split]["inputs"], job.kind, cfg.max_length)
         for split in {s for s, _ in job.monitor.values()}
@@ -163,7 +166,8 @@ def run_job(job: TrainJob, ctx) -> None:
 
     fit(model, enc, targets, cfg, loss_fn, pad_id, optimizer=optimizer, state=state, on_epoch_end=on_epoch_end)
     if ctx.rank == 0 and job.cache_uri:
-        _publish(job, _unwrap(model), tokenizer, pad_id, state, time.time() - started, resumed_from)
+        _publish(job, _unwrap(model), tokenizer, pad_id, state, time.time() - started, resumed_from,
+                 where)
 
 
 def _restore(ckpt_dir: Path | None, model: torch.nn.Module, optimizer, state: LoopState) -> int:
@@ -178,7 +182,8 @@ def _restore(ckpt_dir: Path | None, model: torch.nn.Module, optimizer, state: Lo
     return state.step
 
 
-def _publish(job: TrainJob, model, tokenizer, pad_id: int, state: LoopState, seconds: float, resumed_from: int) -> None:
+def _publish(job: TrainJob, model, tokenizer, pad_id: int, state: LoopState, seconds: float, resumed_from: int,
+             where: dict[str, Any] | None = None) -> None:
     cache = StageCache(job.cache_uri)
     out = cache.staging_dir(job.cache_kind, job.cache_key)
     try:
@@ -203,6 +208,7 @@ def _publish(job: TrainJob, model, tokenizer, pad_id: int, state: LoopState, sec
             "stage": job.stage, "model": job.model, "final": final, "history": state.history,
             "steps": state.step, "train_seconds": seconds, "n_train": len(job.train_inputs),
             "resumed_from_step": resumed_from, "train_config": _cfg_dict(job), "meta": job.meta,
+            "placement": where or {},
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         fault_point(f"stage.{job.stage}.before_publish")
