@@ -10,7 +10,7 @@ for task in ${TASKS[@]}; do
   sizes=(--n-a 1000 --n-b 1000 --n-val 300 --n-test 500)
   # the local SciQ copy has 2,000 questions (validation + test), one binary row each
   [ "$task" = sciq ] && sizes=(--n-a 700 --n-b 700 --n-val 200 --n-test 400)
-  [[ "$task" == rm* || "$task" == mpnet || "$task" == search-* || "$task" == probe* ]] && continue
+  [[ "$task" == rm* || "$task" == mpnet || "$task" == search-* || "$task" == probe* || "$task" == methods ]] && continue
   for loss in xent logconf; do
     extra=()
     [ "$loss" = logconf ] && extra=(--aux-coef 0.5 --warmup-frac 0.2)
@@ -89,6 +89,25 @@ for t in sst2 amazon_polarity boolq cosmos_qa chess rm rm-sciq; do
     *) probe_search "$t" ;;
   esac
 done
+# Weak-label methods against soft labels (the issue's EleutherAI comparison): every method of
+# w2s_ray/weak_labels.py on the same probe recipe, 5 seeds that reshuffle one pool of texts (so
+# the probe searches' cached activations are reused), one table per task.
+if [[ " ${TASKS[*]} " == *" methods "* ]]; then
+  mkdir -p docs/results/methods
+  for task in sst2 amazon_polarity boolq; do
+    sizes=(--n-a 1000 --n-b 1000 --n-val 400 --n-test 1000)
+    [ "$task" = boolq ] && sizes=(--n-a 700 --n-b 700 --n-val 300 --n-test 700)
+    for method in soft hard confidence_filter knn_relabel logreg_relabel knn_filter logreg_filter s2s; do
+      python -m w2s_ray.run --task "$task" --data-dir "$DATA" --cache-dir "${RUNS}/cache" --mode probe \
+        --weak sentence-transformers/all-MiniLM-L6-v2 --strong sentence-transformers/all-mpnet-base-v2 \
+        --weak-layer 5 --ceiling-layer 10 --layer 10 --weight-decay 0.1 --lr 1e-2 --weak-lr 1e-2 --ceiling-lr 1e-2 \
+        --epochs 20 --weak-epochs 20 --ceiling-epochs 20 --batch-size 64 --max-length 128 "${sizes[@]}" \
+        --weak-labels "$method" --seed 0 1 2 3 4 --pool-seed 0 --out "docs/results/methods/${task}-${method}.json"
+    done
+    python -m w2s_ray.summary --methods "docs/results/methods-${task}.md" docs/results/methods/${task}-*.json
+  done
+fi
 shopt -s nullglob
-python -m w2s_ray.summary docs/results.md docs/results/*.json docs/results/search-*.md docs/results/legacy/*.json \
+python -m w2s_ray.summary docs/results.md docs/results/*.json docs/results/search-*.md docs/results/methods-*.md \
+  docs/results/legacy/*.json \
   docs/results/legacy/search-*.md

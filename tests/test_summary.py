@@ -59,3 +59,25 @@ def test_collate_puts_sections_that_predate_the_current_recipes_last_and_labelle
     assert text.index("### search-z-new") < text.index(LEGACY_HEADING) < text.index("### search-a-old")
     assert "### search-a-old (predates the current recipes)" in text
     assert "search-z-new (predates" not in text
+
+
+def test_methods_table_pairs_each_method_with_soft_labels_by_seed(tmp_path):
+    import json
+
+    from w2s_ray.summary import methods_table
+
+    def runs(method, pgrs):
+        return [{"task": "sst2", "weak_model": "w", "strong_model": "s", "seed": seed,
+                 "weak_labels": {"method": method}, "test": {"pgr": p, "student_acc": 0.8}}
+                for seed, p in enumerate(pgrs)]
+
+    for method, pgrs in (("soft", [0.5, 0.4, 0.6, 0.5, 0.45]), ("knn_relabel", [0.7, 0.5, 0.8, 0.6, 0.65]),
+                         ("hard", [0.5, None, 0.6, 0.5, 0.45])):
+        (tmp_path / f"{method}.json").write_text(json.dumps({"runs": runs(method, pgrs)}))
+    table = methods_table(sorted(str(p) for p in tmp_path.glob("*.json")))
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    assert list(rows)[1] == "soft"  # the reference row comes first, after the header
+    knn = rows["knn_relabel"].split("|")
+    assert knn[5].strip() == "+0.160 ± 0.024" and float(knn[6]) == pytest.approx(1 / 32)  # five wins of five
+    hard = rows["hard"].split("|")
+    assert hard[4].strip() == "1/5" and hard[5].strip().startswith("+0.000")  # paired over the 4 defined seeds

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="legacy: = --weak-labels confidence_filter --weak-label-param min_conf=X")
     o = p.add_argument_group("evaluation and output")
     o.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (splits, init, order)")
+    o.add_argument("--pool-seed", type=int, default=None,
+                   help="every seed deals out the texts that this seed's splits hold (their cached activations "
+                        "are reused); default: each seed draws its own")
     o.add_argument("--ood-task", action="append", default=[], help="also evaluate on this task's test split")
     add_gap_args(o)
     o.add_argument("--out", default="w2s_runs/run.json", help="JSON output path")
@@ -104,7 +107,7 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
                        weight_decay=args.weight_decay)
     return ExperimentSpec(
         data=DataConfig(task=args.task, data_dir=args.data_dir, sizes=split_sizes(args, SplitSizes()),
-                        seed=seed, balance=args.balance,
+                        seed=seed, balance=args.balance, pool_seed=args.pool_seed,
                         task_options=key_values(args.task_option, "--task-option")),
         weak=args.weak, strong=args.strong,
         weak_cfg=base.replace(lr=args.weak_lr, epochs=args.weak_epochs, layer=args.weak_layer),

@@ -90,12 +90,59 @@ def collate(json_files: list[str]) -> str:
     return "\n".join(parts)
 
 
+def methods_table(json_files: list[str], baseline: str = "soft") -> str:
+    """One table comparing weak-label methods run on the same task and seeds (``run --out`` JSONs).
+
+    Per method: test PGR and student accuracy mean ± std over seeds, and the paired difference
+    from ``baseline`` (the same seeds' soft-label student) with its SE and one-sided Wilcoxon p.
+    """
+    import json
+    from pathlib import Path
+
+    from w2s_ray.paired import paired_comparison
+
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for path in json_files:
+        for run in json.loads(Path(path).read_text())["runs"]:
+            by_method.setdefault(run["weak_labels"]["method"], []).append(run)
+    if baseline not in by_method:
+        raise ValueError(f"no {baseline!r} runs among {sorted(by_method)}")
+    base = {r["seed"]: r for r in by_method[baseline]}
+    first = by_method[baseline][0]
+    lines = [f"task `{first['task']}` · weak `{first['weak_model']}` → strong `{first['strong_model']}` · "
+             f"seeds {sorted(base)} · test split", "",
+             f"| weak labels | student acc | test PGR | PGR undefined | paired Δ PGR vs {baseline} ± SE | "
+             "Wilcoxon p (Δ > 0) | Wilcoxon p (Δ < 0) |", "|---|---|---|---|---|---|---|"]
+    for method, runs in sorted(by_method.items(), key=lambda kv: (kv[0] != baseline, kv[0])):
+        seeds = [r["seed"] for r in runs if r["seed"] in base]
+        pgr = mean_std([r["test"]["pgr"] for r in runs if r["test"]["pgr"] is not None])
+        undefined = sum(r["test"]["pgr"] is None for r in runs)
+        row = f"| {method} | {fmt(mean_std([r['test']['student_acc'] for r in runs]))} | {fmt(pgr)} | {undefined}/{len(runs)} |"
+        if method == baseline:
+            lines.append(row + " — | — | — |")
+            continue
+        mine = {r["seed"]: r["test"]["pgr"] for r in runs}
+        up = paired_comparison([mine[s] for s in seeds], [base[s]["test"]["pgr"] for s in seeds])
+        down = paired_comparison([base[s]["test"]["pgr"] for s in seeds], [mine[s] for s in seeds])
+        delta = f"{up['mean']:+.3f} ± {up['se']:.3f}" if up["se"] is not None else "—"
+        p_up = f"{up['wilcoxon_p']:.3f}" if up["wilcoxon_p"] is not None else "—"
+        p_down = f"{down['wilcoxon_p']:.3f}" if down["wilcoxon_p"] is not None else "—"
+        lines.append(f"{row} {delta} | {p_up} | {p_down} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m w2s_ray.summary OUT.md RUN.json...``: collate run results into markdown."""
+    """``python -m w2s_ray.summary OUT.md RUN.json...``: collate run results into markdown.
+
+    ``python -m w2s_ray.summary --methods OUT.md RUN.json...``: one weak-label methods table.
+    """
     import sys
     from pathlib import Path
 
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--methods"] and len(args) >= 3:
+        Path(args[1]).write_text(methods_table(args[2:]))
+        return 0
     if len(args) < 2:
         print("usage: python -m w2s_ray.summary OUT.md RUN.json [RUN.json ...]", file=sys.stderr)
         return 2
