@@ -78,6 +78,6 @@ def test_methods_table_pairs_each_method_with_soft_labels_by_seed(tmp_path):
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "---" not in line}
     assert list(rows)[1] == "soft"  # the reference row comes first, after the header
     knn = rows["knn_relabel"].split("|")
-    assert knn[5].strip() == "+0.160 ± 0.024" and float(knn[6]) == pytest.approx(1 / 32)  # five wins of five
+    assert knn[5].strip() == "+0.160 ± 0.024" and float(knn[6]) == pytest.approx(1 / 32, abs=5e-4)  # five wins of five
     hard = rows["hard"].split("|")
     assert hard[4].strip() == "1/5" and hard[5].strip().startswith("+0.000")  # paired over the 4 defined seeds
