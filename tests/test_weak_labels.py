@@ -107,9 +107,10 @@ def test_trial_configs_map_to_methods(tmp_path, data_dir, model_cache):
     legacy = student_config({"weak_label_transform": "hard", "filter_min_conf": 0.2}, ctx)
     assert legacy.weak_labels == WeakLabels("confidence_filter", {"min_conf": 0.2, "harden": 1})
     assert student_config({"weak_label_transform": "hard"}, ctx).weak_labels == WeakLabels("hard")
-    setup = student_config({"weak_labels": "knn_filter", "k": 20, "contamination": 0.2, "aux_coef": 0.5,
-                            "bootstrap_folds": 3}, ctx)
+    setup = student_config({"weak_labels": "knn_filter", "k": 20, "contamination": 0.2, "loss": "logconf",
+                            "aux_coef": 0.5, "bootstrap_folds": 3}, ctx)
     assert setup.weak_labels == WeakLabels("knn_filter", {"k": 20, "contamination": 0.2}) and setup.folds == 3
+    assert setup.train.loss_params == {"aux_coef": 0.5}  # the loss's parameter goes to the loss
 
 
 def test_run_cli_takes_a_method_and_its_parameters():

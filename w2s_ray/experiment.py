@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, TrainConfig, to_dict
+from w2s_ray.crossfit import DEFAULT_FOLDS
 from w2s_ray.data import PreparedData, prepare_data
 from w2s_ray.errors import UserError
+from w2s_ray.method import check_loss_params
 from w2s_ray.metrics import GAP_Z
 from w2s_ray.results import compare
-from w2s_ray.crossfit import DEFAULT_FOLDS
 from w2s_ray.stages import Pipeline
 from w2s_ray.train.executor import Executor, LocalExecutor
 from w2s_ray.weak_labels import WeakLabels
@@ -36,20 +35,6 @@ class ExperimentSpec:
     val_labels: int | None = None
     min_gap: float = 0.02
     gap_z: float = GAP_Z
-
-
-def check_loss_params(loss: str, params: dict[str, Any], kind: str) -> None:
-    """The loss exists for ``kind`` and takes each of ``params``, each a finite number in its bounds."""
-    from w2s_ray.losses import LOSSES, check_param, get_loss
-
-    spec = get_loss(loss, kind)
-    for name, value in params.items():
-        if name not in spec.params:
-            takers = sorted(n for n, s in LOSSES.items() if name in s.params and kind in s.kinds)
-            hint = f"losses that take it: {', '.join(takers)}" if takers else "no loss takes it"
-            raise UserError(f"loss {loss!r} has no parameter {name!r} (its parameters: "
-                            f"{', '.join(sorted(spec.params)) or 'none'}); drop it or pick another loss ({hint})")
-        check_param(loss, name, value)
 
 
 def check_mode_params(cfg: TrainConfig) -> None:

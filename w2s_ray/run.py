@@ -16,13 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from w2s_ray.cache import StageCache
-from w2s_ray.cli_common import (OneLineParser, add_data_args, add_gap_args, check_dir, check_output_file,
-                                check_seeds, check_split_sizes, key_values, positive, split_sizes)
+from w2s_ray.cli_common import (
+    OneLineParser,
+    add_data_args,
+    add_gap_args,
+    check_dir,
+    check_output_file,
+    check_seeds,
+    check_split_sizes,
+    key_values,
+    positive,
+    split_sizes,
+)
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
 from w2s_ray.errors import UserError, cli_entry
 from w2s_ray.experiment import ExperimentSpec, run_experiment, validate_spec
-from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 from w2s_ray.summary import format_runs, summarize_runs
+from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 
 DEFAULT_WEAK = "sentence-transformers/all-MiniLM-L6-v2@L1"
 DEFAULT_STRONG = "sentence-transformers/all-MiniLM-L6-v2"
@@ -112,12 +122,23 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
         weak=args.weak, strong=args.strong,
         weak_cfg=base.replace(lr=args.weak_lr, epochs=args.weak_epochs, layer=args.weak_layer),
         ceiling_cfg=base.replace(lr=args.ceiling_lr, epochs=args.ceiling_epochs, layer=args.ceiling_layer),
-        student_cfg=base.replace(lr=args.lr, epochs=args.epochs, loss=loss, loss_params=params, layer=args.layer),
+        student_cfg=student_train_config(args, base, loss, params, kind),
         bootstrap=[m for m in args.bootstrap.split(",") if m.strip()],
         weak_labels=weak_labels_from_args(args), bootstrap_folds=args.bootstrap_folds,
         ood_tasks=list(args.ood_task), val_labels=args.val_labels, min_gap=args.min_gap,
         gap_z=args.gap_z,
     )
+
+
+def student_train_config(args: argparse.Namespace, base: TrainConfig, loss: str, params: dict[str, Any],
+                         kind: str) -> TrainConfig:
+    """The student's flags as the flat config a search trial would give, through ``method_from_config``."""
+    from w2s_ray.method import method_from_config
+
+    config: dict[str, Any] = {"lr": args.lr, "epochs": args.epochs, "loss": loss, **params}
+    if args.layer is not None:
+        config["layer"] = args.layer
+    return method_from_config(config, base, kind).train
 
 
 def weak_labels_from_args(args: argparse.Namespace) -> WeakLabels:

@@ -7,54 +7,20 @@ The trial then reports its final validation metrics (``final = 1``) once.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
+from typing import Any
 
 from w2s_ray.cache import StageCache
-from w2s_ray.config import TrainConfig
-from w2s_ray.crossfit import DEFAULT_FOLDS
-from w2s_ray.losses import LOSSES
+from w2s_ray.method import StudentMethod, method_from_config
 from w2s_ray.objective import gt_objective, prediction_terms, weak_objective
 from w2s_ray.results import compare
 from w2s_ray.search.context import SearchContext
-from w2s_ray.search.space import split_config
 from w2s_ray.stages import Pipeline, StageResult
 from w2s_ray.train.executor import RayTrainExecutor
-from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 
 
-# Knobs that are TrainConfig fields; the others (bootstrap steps and folds, weak-label settings) are read below.
-TRAIN_KNOBS: tuple[str, ...] = ("lr", "epochs", "batch_size", "mode", "lora_r", "weight_decay", "layer")
-
-
-class StudentSetup(NamedTuple):
-    """What one trial config asks for."""
-
-    cfg: TrainConfig
-    steps: int  # bootstrap links before the student
-    weak_labels: WeakLabels
-    folds: int  # folds of B the links and the weak-label method are cross-fitted over
-
-
-def student_config(config: dict[str, Any], ctx: SearchContext) -> StudentSetup:
-    """Trial config → (TrainConfig, bootstrap steps, weak-label method, folds).
-
-    Without a ``weak_labels`` knob the legacy ``weak_label_transform`` / ``filter_min_conf``
-    knobs choose hard / confidence_filter, so older space files and cached students stay valid.
-    """
-    knobs, method_params = split_config(config)
-    loss = knobs.get("loss", ctx.student_base.loss)
-    params = {k: float(v) for k, v in method_params.items() if k in LOSSES[loss].params}
-    overrides = {k: knobs[k] for k in TRAIN_KNOBS if k in knobs}
-    cfg = ctx.student_base.replace(loss=loss, loss_params=params, **overrides)
-    method = knobs.get("weak_labels")
-    if method is None:
-        weak_labels = WeakLabels.legacy(knobs.get("weak_label_transform", "soft"),
-                                        float(knobs.get("filter_min_conf", 0.0)))
-    else:
-        weak_labels = WeakLabels(method, {k: v for k, v in method_params.items() if k in WEAK_LABELS[method].params})
-    return StudentSetup(cfg, int(knobs.get("bootstrap_steps", 0)), weak_labels,
-                        int(knobs.get("bootstrap_folds", DEFAULT_FOLDS)))
+def student_config(config: dict[str, Any], ctx: SearchContext) -> StudentMethod:
+    """A trial's config as a :class:`StudentMethod` on the search's student base (see ``w2s_ray.method``)."""
+    return method_from_config(config, ctx.student_base, ctx.data.kind)
 
 
 def label_source(shared, steps: int, folds: int) -> StageResult:
