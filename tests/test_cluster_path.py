@@ -15,10 +15,9 @@ import textwrap
 import threading
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from tests.ray_cluster import LocalRay, tiny_space
+from tests.ray_cluster import tiny_space
 from w2s_ray.errors import UserError
 from w2s_ray.search import driver
 
@@ -53,51 +52,9 @@ def test_job_runtime_env_is_read_from_the_job_config(monkeypatch: pytest.MonkeyP
     assert driver.job_runtime_env() == {"env_vars": {"W2S_STORAGE": "s3://x"}}
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray = LocalRay()
-    ray.start_head(num_cpus=2)
-    try:
-        yield ray
-    finally:
-        ray.stop()
-
-
-@pytest.mark.ray
-@pytest.mark.mlflow_server
-def test_job_submit_with_env_vars_tracks_to_the_jobs_mlflow_and_storage(cluster, tmp_path, data_dir,
-                                                                         mlflow_postgres_server):
-    """`ray job submit --runtime-env-json '{"env_vars": {MLFLOW_TRACKING_URI, W2S_STORAGE}}'` (README)."""
-    import mlflow
-
-    (tmp_path / "space.yaml").write_text(tiny_space(epochs=1))
-    storage = tmp_path / "bucket"
-    uri = mlflow_postgres_server.uri
-    env = {"env_vars": {"MLFLOW_TRACKING_URI": uri, "W2S_STORAGE": str(storage)}}
-    out = cluster.submit_job(
-        "python", "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny", "--space", str(tmp_path / "space.yaml"),
-        "--num-samples", "2", "--name", "envjob", "--data-dir", data_dir, "--experiment", "w2s-envjob",
-        runtime_env=env)
-    assert "2/2 trials finished" in out, out[-3000:]
-    assert "Failed to merge" not in out
-    # W2S_STORAGE came from the job's env: results, checkpoints and the stage cache are there
-    trials = pd.read_parquet(storage / "envjob" / "w2s" / "trials.parquet")
-    assert len(trials) == 2 and (trials["final"] == 1).all()
-    assert (storage / "cache" / "ledger.jsonl").exists()
-    assert not (REPO / "w2s_runs" / "envjob").exists()
-
-    # MLFLOW_TRACKING_URI came from the job's env: the search, its stages and trials are on the server
-    client = mlflow.MlflowClient(uri)
-    exp = client.get_experiment_by_name("w2s-envjob")
-    assert exp is not None
-    runs = client.search_runs([exp.experiment_id], max_results=100)
-    (parent,) = [r for r in runs if r.data.tags.get("w2s.role") == "search"]
-    assert parent.info.status == "FINISHED" and parent.data.tags.get("w2s.search_name") == "envjob"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    trial_runs = [r for r in children if r.data.tags.get("w2s.role") == "trial"]
-    assert len(trial_runs) == 2 and all(r.info.status == "FINISHED" for r in trial_runs)
-    assert all("student_val_acc" in r.data.metrics for r in trial_runs)
-    assert {r.data.tags["w2s.stage"] for r in children if r.data.tags.get("w2s.role") == "stage"} == {"weak", "ceiling"}
+# The job submit with MLFLOW_TRACKING_URI and W2S_STORAGE in --runtime-env-json runs on a real
+# cluster and a real MLflow server on PostgreSQL in tests/test_search_ray.py
+# (test_job_submit_asha_search_tracked_on_a_postgres_mlflow_server), sharing that module's cluster.
 
 
 # --- an --address that does not answer -----------------------------------------------------------------

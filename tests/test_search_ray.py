@@ -120,7 +120,8 @@ def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tm
 @pytest.mark.mlflow_server
 def test_job_submit_asha_search_tracked_on_a_postgres_mlflow_server(cluster, tmp_path, data_dir, mlflow_postgres_server,
                                                                      tiny_shared_stages):
-    """The production setup (MLflow server on PostgreSQL, the search a Ray job), with ASHA early stopping.
+    """The production setup (MLflow server on PostgreSQL, the search a Ray job whose runtime env sets
+    MLFLOW_TRACKING_URI and W2S_STORAGE, as clusters/README.md shows), with ASHA early stopping.
 
     Trials ASHA stops at its first rung must reach Optuna as PRUNED, never as COMPLETE with a
     truncated value, and be marked as stopped early in MLflow. The references come from the
@@ -131,14 +132,13 @@ def test_job_submit_asha_search_tracked_on_a_postgres_mlflow_server(cluster, tmp
     (tmp_path / "space.yaml").write_text(ASHA_SPACE)
     copy_shared_stages(tiny_shared_stages, tmp_path / "runs")
     uri = mlflow_postgres_server.uri
-    cluster.wait_for_job_agent()
-    proc = cluster.ray(
-        "job", "submit", f"--address={cluster.dashboard}", "--",
+    # as clusters/README.md submits: the tracking server and storage come from the job's env_vars,
+    # which the driver must merge with, not re-declare (Ray refuses a duplicate key)
+    out = cluster.submit_job(
         "python", "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny", "--space", str(tmp_path / "space.yaml"),
-        "--num-samples", "4", "--asha", "--storage", str(tmp_path / "runs"), "--name", "pg", "--data-dir", data_dir,
-        "--tracking-uri", uri, check=False, timeout=1500,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        "--num-samples", "4", "--asha", "--name", "pg", "--data-dir", data_dir,
+        runtime_env={"env_vars": {"MLFLOW_TRACKING_URI": uri, "W2S_STORAGE": str(tmp_path / "runs")}})
+    assert "Failed to merge" not in out
 
     trials = pd.read_parquet(tmp_path / "runs" / "pg" / "w2s" / "trials.parquet")
     assert len(trials) == 4
