@@ -1,8 +1,8 @@
 """The cluster path: a Ray job with its own runtime env, an unreachable --address.
 
-The job test submits to a real `ray start --head` with `--runtime-env-json` holding
-MLFLOW_TRACKING_URI (a real MLflow server on PostgreSQL) and W2S_STORAGE, as clusters/README.md
-tells users to; the search takes both from the job's environment (no --tracking-uri, no --storage).
+The merge rule for the job's runtime env is unit-tested here; the job submit itself, with
+`--runtime-env-json` holding MLFLOW_TRACKING_URI (a real MLflow server on PostgreSQL) and
+W2S_STORAGE as clusters/README.md tells users to, runs in tests/test_search_ray.py.
 """
 
 from __future__ import annotations
