@@ -54,5 +54,5 @@ def test_probe_search_starts_no_train_worker_group_per_trial(tmp_path, data_dir,
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     [parent] = client.search_runs([client.get_experiment_by_name("w2s-sst2").experiment_id],
                                   "tags.`w2s.role` = 'search'")
-    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "outputs/plots")}
-    assert logged == {f"outputs/plots/{n}" for n in names}
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert logged == {f"plots/{n}" for n in names}

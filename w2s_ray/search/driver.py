@@ -572,8 +572,13 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         if plan.args.confirm_seeds:
             summary["confirm"] = confirm_seeds(plan, ctx, summary, executor)
         outputs = write_outputs(plan, summary, grid)
+        artifacts = {"outputs": outputs}
+        if (outputs / "plots").is_dir():  # plots/ on the parent run, where `report` puts them too
+            plots = outputs.parent / f"{outputs.name}-plots"
+            (outputs / "plots").rename(plots)
+            artifacts["plots"] = plots
         unlogged = tracker.finish(summary=summary["final_metrics"], best_config=summary["best_config"],
-                                  artifacts={"outputs": outputs})
+                                  artifacts=artifacts)
         if not unlogged.ok:
             print(f"warning: some MLflow writes could not be made; see {tracker.unlogged_path}")
         return summary
