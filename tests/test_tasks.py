@@ -26,9 +26,9 @@ from w2s_ray.tasks import (
     load_task,
     make_splits,
     ood_tasks,
+    registry,
     resolve_data_dir,
 )
-from w2s_ray.tasks import registry
 from w2s_ray.tasks.base import GROUP, GROUP_SEP, columns
 from w2s_ray.tasks.local import read_records
 from w2s_ray.tasks.splits import column, row_groups
@@ -45,7 +45,7 @@ def data_dir() -> str:
     return str(DATA)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def raw_file(stem: str) -> list[dict]:
     return read_records(next(DATA.glob(f"{stem}.*gz")))
 

@@ -14,6 +14,16 @@ from pathlib import Path
 
 import pytest
 
+# The server fixtures (mlflow_server, mlflow_sqlite_server, ...) come from tests/mlflow_fixtures.py
+# via tests/conftest.py.
+from tests.mlflow_fixtures import (
+    MlflowServer,
+    ToggleProxy,
+    free_port,
+    start_mlflow_server,
+    stop_process_group,
+    wait_healthy,
+)
 from w2s_ray.errors import UserError
 from w2s_ray.tracking import (
     BufferedClient,
@@ -25,17 +35,6 @@ from w2s_ray.tracking import (
     search_key,
 )
 from w2s_ray.tracking.values import split_metrics, to_params
-
-# The server fixtures (mlflow_server, mlflow_sqlite_server, ...) come from tests/mlflow_fixtures.py
-# via tests/conftest.py.
-from tests.mlflow_fixtures import (
-    MlflowServer,
-    ToggleProxy,
-    free_port,
-    start_mlflow_server,
-    stop_process_group,
-    wait_healthy,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,9 @@ import argparse
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, NoReturn
+from typing import NoReturn
 
 from w2s_ray.config import SplitSizes
 from w2s_ray.errors import EXIT_USAGE, UserError

@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, TrainConfig, to_dict
+from w2s_ray.crossfit import DEFAULT_FOLDS
 from w2s_ray.data import PreparedData, prepare_data
 from w2s_ray.errors import UserError
 from w2s_ray.metrics import GAP_Z
 from w2s_ray.results import compare
-from w2s_ray.crossfit import DEFAULT_FOLDS
 from w2s_ray.stages import Pipeline
 from w2s_ray.train.executor import Executor, LocalExecutor
 from w2s_ray.weak_labels import WeakLabels

@@ -16,13 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from w2s_ray.cache import StageCache
-from w2s_ray.cli_common import (OneLineParser, add_data_args, add_gap_args, check_dir, check_output_file,
-                                check_seeds, check_split_sizes, key_values, positive, split_sizes)
+from w2s_ray.cli_common import (
+    OneLineParser,
+    add_data_args,
+    add_gap_args,
+    check_dir,
+    check_output_file,
+    check_seeds,
+    check_split_sizes,
+    key_values,
+    positive,
+    split_sizes,
+)
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
 from w2s_ray.errors import UserError, cli_entry
 from w2s_ray.experiment import ExperimentSpec, run_experiment, validate_spec
-from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 from w2s_ray.summary import format_runs, summarize_runs
+from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 
 DEFAULT_WEAK = "sentence-transformers/all-MiniLM-L6-v2@L1"
 DEFAULT_STRONG = "sentence-transformers/all-MiniLM-L6-v2"

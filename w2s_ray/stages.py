@@ -30,7 +30,6 @@ from w2s_ray.train.executor import Executor
 from w2s_ray.train.job import TrainJob
 from w2s_ray.weak_labels import LabelContext, WeakLabels
 
-
 PROBE_FORMAT = "cached-activations-1"  # in probe stages' keys; bump when the probe fit changes
 
 
@@ -160,7 +159,7 @@ class Pipeline:
             (out / "checkpoint" / "model.json").write_text(json.dumps(
                 {"model": model, "mode": "probe", "features": {"model": source.model, "layer": source.layer}}))
             metrics = {"stage": kind, "model": model, "final": final, "history": history, "steps": history[-1]["step"],
-                       "train_seconds": seconds, "n_train": int(len(rows)), "resumed_from_step": 0,
+                       "train_seconds": seconds, "n_train": len(rows), "resumed_from_step": 0,
                        "train_config": to_dict(cfg), "meta": meta, "executor": "in-process probe"}
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
             self.cache.record_training(kind, key, seconds=seconds, steps=history[-1]["step"], probe=True,

@@ -14,7 +14,7 @@ def mean_std(values: list[float]) -> dict[str, float | int]:
     arr = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=float)
     if len(arr) == 0:
         return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": int(len(arr))}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
 
 
 def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:

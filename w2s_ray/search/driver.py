@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -431,12 +430,10 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     """
     import numpy as np
 
-    from w2s_ray.activations import feature_source
+    from w2s_ray.activations import SplitActivations, feature_source
+    from w2s_ray.metrics import accuracy, gap_standard_error
     from w2s_ray.search.context import SharedStages
     from w2s_ray.stages import Pipeline, labelled_val
-    from w2s_ray.metrics import accuracy, gap_standard_error
-
-    from w2s_ray.activations import SplitActivations
 
     acts = SplitActivations(plan.data, plan.cache_uri, plan.reference_base.max_length, plan.reference_base.pooling)
     for model in probe_models(plan):  # one extraction per model, shared by every stage and trial

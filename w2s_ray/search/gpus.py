@@ -25,9 +25,10 @@ import json
 import os
 import ssl
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
 K8S_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")

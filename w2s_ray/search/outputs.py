@@ -83,7 +83,7 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
     report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.args.select_on,
                               "tracking_uri": tracking, "experiment": plan.experiment,
                               "confirm_planned": int(plan.args.confirm_seeds or 0),
-                              "n_trials": int(len(frame)), "n_finished": int(len(finished)),
+                              "n_trials": len(frame), "n_finished": len(finished),
                               "references": ctx.shared.selection, "rows": {}}
     for label, row in rows.items():
         if row is None:

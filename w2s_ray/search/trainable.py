@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-
 from w2s_ray.cache import StageCache
 from w2s_ray.config import TrainConfig
 from w2s_ray.crossfit import DEFAULT_FOLDS
@@ -21,7 +20,6 @@ from w2s_ray.search.space import split_config
 from w2s_ray.stages import Pipeline, StageResult
 from w2s_ray.train.executor import RayTrainExecutor
 from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
-
 
 # Knobs that are TrainConfig fields; the others (bootstrap steps and folds, weak-label settings) are read below.
 TRAIN_KNOBS: tuple[str, ...] = ("lr", "epochs", "batch_size", "mode", "lora_r", "weight_decay", "layer")

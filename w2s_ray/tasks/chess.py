@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any, ClassVar, Iterator
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import chess
 

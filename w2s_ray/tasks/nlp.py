@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any, Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from w2s_ray.errors import UserError
 from w2s_ray.tasks.base import RecordTask, binary, group_key, list_option
