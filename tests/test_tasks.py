@@ -359,7 +359,7 @@ def one_line_error(*args) -> str:
 
 
 def test_unknown_task_lists_available():
-    with pytest.raises(UserError, match="unknown task 'sst3'; available: .*sst2"):
+    with pytest.raises(UserError, match=r"unknown task 'sst3'; available: .*sst2"):
         get_task("sst3")
 
 

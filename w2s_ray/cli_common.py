@@ -71,7 +71,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", required=True, type=task_arg,
                    help="registered task name (see --list-tasks), your own task YAML (.yaml/.yml), or a data "
                         "file (.jsonl/.json/.csv[.gz], .parquet; columns via --task-option, see README)")
-    g.add_argument("--list-tasks", action=_ListTasks, help="print the registered tasks with their descriptions and exit")
+    g.add_argument("--list-tasks", action=_ListTasks,
+                   help="print the registered tasks with their descriptions and exit")
     g.add_argument("--data-dir", default=os.environ.get("W2S_DATA_DIR"),
                    help="local data dir laid out like shared/data (default: $W2S_DATA_DIR, else the HF hub)")
     g.add_argument("--task-option", action="append", metavar="K=V", help="task option, e.g. source=qa_feedback")

@@ -236,7 +236,8 @@ def plot_accuracy_by_layer(search: dict[str, Any], dest: Path) -> Path:
 
 def make_plots(search_dir: Path, plots_dir: Path | None = None,
                loaded: tuple[dict[str, Any], pd.DataFrame] | None = None) -> list[Path]:
-    """Render the plots (three, and accuracy by layer for probe searches), then move them into ``plots_dir`` (default ``<search>/w2s/plots``) together.
+    """Render the plots (three, and accuracy by layer for probe searches), then move them into ``plots_dir``
+    (default ``<search>/w2s/plots``) together.
 
     Nothing lands in ``plots_dir`` unless every plot rendered.
     """

@@ -75,7 +75,8 @@ class Pipeline:
 
     # -- generic ------------------------------------------------------------
     def _run(self, kind: str, model: str, cfg: TrainConfig, train_split: str, rows: np.ndarray,
-             targets: np.ndarray, predict: list[str], monitor: dict, upstream: dict, meta: dict | None = None) -> StageResult:
+             targets: np.ndarray, predict: list[str], monitor: dict, upstream: dict,
+             meta: dict | None = None) -> StageResult:
         payload = {
             "data": self.data.fingerprint, "model": model, "train": to_dict(cfg), "train_split": train_split,
             "rows": rows.tolist(), "targets": np.round(targets, 12).tolist(), "predict": sorted(predict),
@@ -277,7 +278,8 @@ class Pipeline:
         return self._run("student", model, cfg, "b", rows, targets, self._eval_splits(), monitor,
                          upstream={"labels_from": labels_from.key, "policy": policy})
 
-    def select(self, role: str, model: str, base: TrainConfig, grid: list[dict]) -> tuple[StageResult, dict, list[dict]]:
+    def select(self, role: str, model: str, base: TrainConfig,
+               grid: list[dict]) -> tuple[StageResult, dict, list[dict]]:
         """Fair references: train each grid point, keep the best GT validation accuracy.
 
         Returns (chosen stage, chosen overrides, table of all candidates).

@@ -117,7 +117,8 @@ def methods_table(json_files: list[str], baseline: str = "soft") -> str:
         seeds = [r["seed"] for r in runs if r["seed"] in base]
         pgr = mean_std([r["test"]["pgr"] for r in runs if r["test"]["pgr"] is not None])
         undefined = sum(r["test"]["pgr"] is None for r in runs)
-        row = f"| {method} | {fmt(mean_std([r['test']['student_acc'] for r in runs]))} | {fmt(pgr)} | {undefined}/{len(runs)} |"
+        acc = fmt(mean_std([r["test"]["student_acc"] for r in runs]))
+        row = f"| {method} | {acc} | {fmt(pgr)} | {undefined}/{len(runs)} |"
         if method == baseline:
             lines.append(row + " — | — | — |")
             continue

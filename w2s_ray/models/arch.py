@@ -104,7 +104,8 @@ def from_pretrained(loader: Callable[..., T], source: str, accept: Callable[[T],
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load model {source!r} from the Hugging Face hub: {first}") from None
     if accept is not None and not accept(loaded):
-        raise UserError(f"model {source!r} from the Hugging Face hub is incomplete (e.g. a tokenizer without a vocabulary)")
+        raise UserError(f"model {source!r} from the Hugging Face hub is incomplete "
+                        "(e.g. a tokenizer without a vocabulary)")
     return loaded
 
 

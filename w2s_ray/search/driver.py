@@ -194,7 +194,8 @@ def preset_space_path(preset: Preset, task: str, kind: str) -> Path:
     if preset.space:
         path = spaces_dir() / f"{preset.space}_{kind}.yaml"
         if not path.is_file():
-            raise UserError(f"preset {preset.name!r} needs the search space {path}, which does not exist; pass --space FILE")
+            raise UserError(f"preset {preset.name!r} needs the search space {path}, which does not exist; "
+                            "pass --space FILE")
         return path
     return default_space_path(task, kind)
 
@@ -420,7 +421,8 @@ def shared_scaling(plan: SearchPlan, scaling: ScalingSpec) -> ScalingSpec:
     if plan.args.cpus_per_worker is not None or plan.args.address:
         return scaling
     total = ray.cluster_resources().get("CPU", 1)
-    return replace(scaling, cpus_per_worker=max(scaling.cpus_per_worker, math.floor(100 * total / scaling.num_workers) / 100))
+    share = math.floor(100 * total / scaling.num_workers) / 100
+    return replace(scaling, cpus_per_worker=max(scaling.cpus_per_worker, share))
 
 
 def compute_shared(plan: SearchPlan, executor: Executor):

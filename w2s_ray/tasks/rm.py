@@ -88,7 +88,7 @@ def prompt_group(source: str, rec: Record, chosen: str, rejected: str) -> str:
         # CosmosQA's questions repeat across stories ("What may happen next?"): group by story only
         keys = [v for name, v in parts if name == "Context"] if source == "cosmos_qa" else [v for _, v in parts]
         return group_key(*keys)
-    return group_key(os.path.commonprefix([chosen, rejected]).rsplit("Assistant:", 1)[0])
+    return group_key(os.path.commonprefix([chosen, rejected]).rsplit("Assistant:", 1)[0])  # noqa: RUF071 (strings)
 
 
 @register

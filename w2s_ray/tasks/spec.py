@@ -253,7 +253,8 @@ def parse_spec(doc: Mapping[str, Any], where: str, base_dir: Path, default_name:
         group=_strings(w, "group", doc["group"]) if "group" in doc else (),
     )
     if kind == "classify":
-        spec = replace(spec, text=_string(w, "text", doc.get("text", "text")), label=_label(w, doc.get("label", "label")))
+        spec = replace(spec, text=_string(w, "text", doc.get("text", "text")),
+                       label=_label(w, doc.get("label", "label")))
         try:
             fields = spec.template_fields
         except ValueError as exc:

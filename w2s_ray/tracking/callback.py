@@ -100,7 +100,8 @@ class MLflowTrialCallback(Callback):
     def on_trial_result(self, iteration: int, trials: list["Trial"], trial: "Trial", result: dict, **info: Any) -> None:
         self._guard(self._result, trial, result)
 
-    def on_checkpoint(self, iteration: int, trials: list["Trial"], trial: "Trial", checkpoint: "Checkpoint", **info: Any) -> None:
+    def on_checkpoint(self, iteration: int, trials: list["Trial"], trial: "Trial", checkpoint: "Checkpoint",
+                      **info: Any) -> None:
         if self.checkpoints == "all":
             self._guard(self._log_checkpoint, trial, checkpoint)
 

@@ -137,8 +137,8 @@ class SearchTracker:
         `summary`: numbers become metrics (e.g. `baseline_val_pgr`, `best_val_pgr`,
         `baseline_test_pgr`, `best_test_pgr`; NaN is recorded as a tag), other values tags
         `summary.<k>`; the whole dict is also `summary.json`. `best_config` goes to
-        `best_config.yaml` and to tags `best.<k>` (nested keys joined by "/"). `artifacts` maps an artifact sub-directory to a
-        file or directory (e.g. {"": summary_table_csv, "results": trials_parquet}).
+        `best_config.yaml` and to tags `best.<k>` (nested keys joined by "/"). `artifacts` maps an
+        artifact sub-directory to a file or directory (e.g. {"": summary_table_csv, "results": trials_parquet}).
         Returns what could not be logged (also written to `<storage>/mlflow_unlogged.json`).
         """
         self._require_started()
@@ -148,7 +148,8 @@ class SearchTracker:
         self._log_yaml(run, "best_config.yaml", best_config)
         self._log_json(run, "summary.json", summary)
         self.client.log_batch(
-            run, metrics, params={}, tags={**nonfinite, **to_tags(other, prefix="summary."), **to_tags(best_config, prefix="best.")}
+            run, metrics, params={},
+            tags={**nonfinite, **to_tags(other, prefix="summary."), **to_tags(best_config, prefix="best.")},
         )
         self.log_artifacts(artifacts or {})
         self.client.set_status(run, status)
