@@ -8,16 +8,16 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from w2s_ray.config import SplitSizes
 from w2s_ray.errors import EXIT_USAGE, UserError
 from w2s_ray.metrics import GAP_Z
 
 
-def key_values(pairs: list[str] | None, what: str) -> dict[str, object]:
+def key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:
     """Parse ``k=v`` options; numbers become floats/ints, ``a,b`` stays a string."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for item in pairs or []:
         if "=" not in item:
             raise UserError(f"{what} must look like key=value, got {item!r}")

@@ -23,7 +23,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     splits = ["val", "test"] + [f"ood:{k}" for k in (runs[0].get("ood") or {})] if runs else []
     for split in splits:
         rows = [r["ood"][split[4:]] if split.startswith("ood:") else r[split] for r in runs]
-        entry = {m: mean_std([row.get(m) for row in rows]) for m in METRICS if m in rows[0]}
+        entry: dict[str, Any] = {m: mean_std([row.get(m) for row in rows]) for m in METRICS if m in rows[0]}
         entry["pgr"] = mean_std([row["pgr"] for row in rows if row.get("pgr") is not None])
         entry["pgr_undefined"] = sum(1 for row in rows if row.get("pgr") is None)
         entry["pgr_reasons"] = sorted({row["pgr_reason"] for row in rows if row.get("pgr_reason")})

@@ -197,7 +197,7 @@ def keep_layers(body: torch.nn.Module, layers: int) -> None:
 def drop_pooler(body: torch.nn.Module) -> None:
     """Remove BERT-style poolers: the score head pools itself, and unused params upset DDP."""
     if isinstance(getattr(body, "pooler", None), torch.nn.Module):
-        body.pooler = None
+        body.pooler = None  # type: ignore[assignment]  # torch types module attributes as Tensor | Module
 
 
 def hidden_size(config: Any) -> int:

@@ -48,7 +48,8 @@ def model_cache_dir() -> Path:
 class Provider(Protocol):
     """Supplies a local model directory for one name, or None when not installed here."""
 
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def locate(self) -> Path | None: ...
 

@@ -98,7 +98,7 @@ class BufferedClient:
         self._rejected: list[dict[str, Any]] = []
         self._resolved: dict[str, str] = {}
         self._lock = threading.RLock()
-        self._mlflow = None
+        self._mlflow: Any = None  # the MlflowClient, made on first use
         self._down_since: float | None = None
         self._last_persist = 0.0
         self._file_written = False

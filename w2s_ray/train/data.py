@@ -22,7 +22,7 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.ids_a)
 
-    def subset(self, index: Sequence[int]) -> "Encoded":
+    def subset(self, index: Sequence[int] | np.ndarray) -> "Encoded":
         pick = list(index)
         return Encoded(
             self.kind,
