@@ -178,13 +178,16 @@ def to_markdown(rep: dict[str, Any]) -> str:
              f"Peak GPU memory used (MiB, per GPU): {rep['gpu_memory_peak_mib'] or 'not sampled'}; "
              f"most processes on the GPU at once: {rep['gpu_processes_peak']}", ""]
     for name, run in rep["runs"].items():
-        lines += [f"## {name}", "", "| stage | model | mode | device | examples | s | examples/s | TFLOP/s | MFU (fp32) |",
+        lines += [f"## {name}", "",
+                  "| stage | model | mode | device | examples | s | examples/s | TFLOP/s | MFU (fp32) |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for t in run["trainings"]:
-            lines.append(f"| {t['stage']} | {t['model']} | {t['mode']} | {t['device']} | {t['examples']} | {t['seconds']} | "
-                         f"{t['examples_per_s']} | {t.get('tflops_per_s', '')} | {t.get('mfu_fp32', '')} |")
+            lines.append(f"| {t['stage']} | {t['model']} | {t['mode']} | {t['device']} | {t['examples']} | "
+                         f"{t['seconds']} | {t['examples_per_s']} | {t.get('tflops_per_s', '')} | "
+                         f"{t.get('mfu_fp32', '')} |")
         for e in run["extractions"]:
-            lines.append(f"| activations | {e['model']} | extract | | {e['texts']} | {e['seconds']} | {e['texts_per_s']} | | |")
+            lines.append(f"| activations | {e['model']} | extract | | {e['texts']} | {e['seconds']} | "
+                         f"{e['texts_per_s']} | | |")
         lines += ["", f"Most student trainings at once per GPU: {run['trials_per_gpu'] or 'none recorded'}", ""]
     return "\n".join(lines)
 

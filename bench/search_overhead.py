@@ -61,7 +61,8 @@ def main() -> None:
              "--ceiling-epochs", str(preset.reference_epochs), "--epochs", "2"]
     wall_naive = 0.0
     for i in range(args.trials):
-        wall_naive += timed(naive + ["--cache-dir", str(work / f"naive{i}"), "--out", str(work / f"naive{i}.json")], env)
+        out = ["--cache-dir", str(work / f"naive{i}"), "--out", str(work / f"naive{i}.json")]
+        wall_naive += timed([*naive, *out], env)
     print(f"preset {args.preset}, task {args.task}, {args.trials} trials")
     print(f"search wall {wall_search:.1f} s; trainings {len(ledger)} taking {train_seconds:.1f} s")
     print(f"share of search wall time outside training/evaluation: {1 - train_seconds / wall_search:.3f}")

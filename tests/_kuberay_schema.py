@@ -15,7 +15,7 @@ checkout. Kubernetes' structural-schema extensions are turned into plain JSON Sc
 from __future__ import annotations
 
 import gzip
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def crd_schema(kind: str, version: str = "v1") -> dict[str, Any]:
     return _crd_schema(kind, version)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _crd_schema(kind: str, version: str) -> dict[str, Any]:
     if kind not in CRD_FILES:
         raise KeyError(f"no CRD for kind {kind!r}; available: {', '.join(sorted(CRD_FILES))}")

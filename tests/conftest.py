@@ -14,7 +14,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.mlflow_fixtures import *  # noqa: F401,F403,E402  (MLflow servers: sqlite and PostgreSQL)
+from tests.mlflow_fixtures import *  # noqa: F403, E402  (MLflow servers: sqlite and PostgreSQL)
 
 
 @pytest.fixture(scope="session")

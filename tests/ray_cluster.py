@@ -132,7 +132,7 @@ class LocalRay:
         for proc in psutil.process_iter(["cmdline"]):
             try:
                 cmd = " ".join(proc.info["cmdline"] or [])
-                if any(n in cmd for n in needles) or f"{self.gcs_port}" in cmd and "ray" in cmd:
+                if any(n in cmd for n in needles) or (f"{self.gcs_port}" in cmd and "ray" in cmd):
                     mine.append(proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue

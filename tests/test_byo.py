@@ -63,7 +63,7 @@ def test_yaml_classify_jsonl_with_template_mapping_and_group(tmp_path):
 def test_parquet_data_file_names_a_missing_column(tmp_path):
     path = tmp_path / "stars.parquet"
     pq.write_table(pa.Table.from_pylist([{"review": f"text {i}", "stars": 1 + i % 5} for i in range(200)]), path)
-    with pytest.raises(UserError, match="missing required column 'text'.*stars.parquet"):
+    with pytest.raises(UserError, match=r"missing required column 'text'.*stars\.parquet"):
         load_task(str(path))
 
 

@@ -26,7 +26,7 @@ def data_dir() -> str:
     return str(DATA)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def raw_rows(stem: str) -> list[dict]:
     with gzip.open(DATA / f"{stem}.csv.gz", "rt", encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))

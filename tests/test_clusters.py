@@ -14,8 +14,9 @@ import re
 import shlex
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 import pytest

@@ -41,7 +41,8 @@ class RecordingExecutor(LocalExecutor):
 
 def test_no_link_labels_its_own_training_rows(tmp_path, data_dir, model_cache):
     base = TrainConfig(lr=1e-3, epochs=1, batch_size=16, max_length=32)
-    spec = ExperimentSpec(data=DataConfig(task="sst2", data_dir=data_dir, sizes=SplitSizes(a=32, b=30, val=16, test=16)),
+    data = DataConfig(task="sst2", data_dir=data_dir, sizes=SplitSizes(a=32, b=30, val=16, test=16))
+    spec = ExperimentSpec(data=data,
                           weak=TINY, strong=TINY, weak_cfg=base, ceiling_cfg=base, student_cfg=base,
                           bootstrap=[TINY], bootstrap_folds=3)
     executor = RecordingExecutor()

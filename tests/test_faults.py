@@ -2,8 +2,8 @@
 
 Faults are armed with flag files in ``$W2S_FAULT_DIR`` (see ``w2s_ray.faults``): the first
 process to reach an armed point consumes the flag and SIGKILLs itself (or raises, or hangs
-until the test kills its node), so a retry or rerun proceeds. Ray tests use a private ``LocalRay`` cluster that the search
-driver joins with ``--address``, so killing the driver leaves the cluster up. The worker- and
+until the test kills its node), so a retry or rerun proceeds. Ray tests use a private ``LocalRay``
+cluster that the search driver joins with ``--address``, so killing the driver leaves the cluster up. The worker- and
 driver-kill searches start from a cache that already holds the weak model and ceiling (trained
 once, in-process), so their clusters train only the students the faults are about; the ledger
 still counts every training.
@@ -254,7 +254,7 @@ def test_crash_before_publishing_a_shared_stage_leaves_no_entry(action, tmp_path
     monkeypatch.setenv("W2S_FAULT_DIR", str(fault_dir))
     flag = arm(fault_dir, "stage.ceiling.before_publish", action)
     if action == "raise":  # in-process: the exception escapes the stage
-        with pytest.raises(InjectedFault, match="stage.ceiling.before_publish"):
+        with pytest.raises(InjectedFault, match=r"stage\.ceiling\.before_publish"):
             run_pipeline(tmp_path, data_dir, fault_dir, in_process=True)
     else:  # a separate process, SIGKILLed with its staging dir half-way to the cache
         assert run_pipeline(tmp_path, data_dir, fault_dir, in_process=False) == -signal.SIGKILL

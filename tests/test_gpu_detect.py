@@ -13,6 +13,7 @@ import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -63,8 +64,8 @@ def test_autoscaler_cluster_config_node_groups() -> None:
 class _FakeKubeApi(BaseHTTPRequestHandler):
     """GET pod and RayCluster, answering only with the right bearer token."""
 
-    routes: dict[str, dict] = {}
-    seen: list[str] = []
+    routes: ClassVar[dict[str, dict]] = {}
+    seen: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:  # noqa: N802
         self.seen.append(self.path)
@@ -141,7 +142,8 @@ def test_an_implicit_preset_owns_the_whole_model_chain() -> None:
     minilm = _space("sentence-transformers/all-MiniLM-L6-v2@L1", "sentence-transformers/all-MiniLM-L6-v2",
                     ["sentence-transformers/all-MiniLM-L6-v2@L2", "sentence-transformers/all-MiniLM-L6-v2@L4"])
     implicit = argparse.Namespace(preset=None, weak=None, strong=None)
-    assert driver.model_chain(implicit, get_preset("paper"), minilm) == ("gpt2", "gpt2-xl", ["gpt2-medium", "gpt2-large"])
+    paper = driver.model_chain(implicit, get_preset("paper"), minilm)
+    assert paper == ("gpt2", "gpt2-xl", ["gpt2-medium", "gpt2-large"])
     weak, strong, ladder = driver.model_chain(implicit, get_preset("probe"), minilm)
     assert (weak, strong) == (get_preset("probe").weak, get_preset("probe").strong)
     assert ladder == list(get_preset("probe").ladder)

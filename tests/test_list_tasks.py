@@ -15,5 +15,5 @@ def test_list_tasks_prints_every_task_and_exits_0(build, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(TASKS)
     for name, task in TASKS.items():
-        line = next(l for l in lines if l.split()[0] == name)
+        line = next(ln for ln in lines if ln.split()[0] == name)
         assert task.kind in line and task.description in line

@@ -222,7 +222,8 @@ def test_entropy_term_pushes_predictions_away_from_one_half():
 
 @pytest.mark.parametrize(
     "progress, warmup, expected",
-    [(0.0, 0.2, 0.0), (0.05, 0.2, 0.25), (0.1, 0.2, 0.5), (0.2, 0.2, 1.0), (0.9, 0.2, 1.0), (0.3, 0.0, 1.0), (-1, 0.2, 0.0)],
+    [(0.0, 0.2, 0.0), (0.05, 0.2, 0.25), (0.1, 0.2, 0.5), (0.2, 0.2, 1.0), (0.9, 0.2, 1.0), (0.3, 0.0, 1.0),
+     (-1, 0.2, 0.0)],
 )
 def test_ramp_is_linear_then_flat(progress, warmup, expected):
     assert ramp(progress, warmup) == pytest.approx(expected)
@@ -309,7 +310,8 @@ def test_wrong_kind_is_a_user_error():
 
 
 @pytest.mark.parametrize(
-    "params", [{"aux_coef": 1.5}, {"aux_coef": -0.1}, {"warmup_frac": float("nan")}, {"aux_coef": "big"}, {"aux_coef": True}]
+    "params",
+    [{"aux_coef": 1.5}, {"aux_coef": -0.1}, {"warmup_frac": float("nan")}, {"aux_coef": "big"}, {"aux_coef": True}],
 )
 def test_invalid_param_values_are_user_errors(params):
     with pytest.raises(UserError, match="logconf"):

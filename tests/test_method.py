@@ -122,5 +122,5 @@ def test_every_name_a_space_may_search_is_handled():
 
 
 def test_a_parameter_of_another_loss_is_refused():
-    with pytest.raises(UserError, match="loss 'xent' has no parameter 'aux_coef'.*logconf"):
+    with pytest.raises(UserError, match=r"loss 'xent' has no parameter 'aux_coef'.*logconf"):
         method_from_config({"loss": "xent", "aux_coef": 0.5}, BASE, "classify")

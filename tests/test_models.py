@@ -108,7 +108,7 @@ def test_validate_model_spec_errors(tmp_path, monkeypatch):
         validate_model_spec(str(tmp_path / "missing" / "model"))
     with pytest.raises(UserError, match="asks for 3 layers but the model has 2"):
         validate_model_spec("tiny-bert@L3")
-    with pytest.raises(UserError, match="has no config.json"):
+    with pytest.raises(UserError, match=r"has no config\.json"):
         validate_model_spec(str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE") as info:
@@ -176,7 +176,7 @@ def test_padding_does_not_change_scores(name, pooling):
     assert tok.padding_side == "right"
     short, long = "a short one", "a much longer sentence with many more words in it"
     batched = _scores(model, tok, [short, long])
-    ids, mask = _batch(tok, [short, long])
+    _, mask = _batch(tok, [short, long])
     assert mask[0].sum() < mask.shape[1]  # the short row really is padded
     alone = _scores(model, tok, [short])
     assert torch.allclose(batched[0], alone[0], atol=1e-5)

@@ -76,7 +76,8 @@ def test_mc_prompts_lead_with_support_or_context(data_dir):
     sciq, raw = load_task("rm", data_dir, {"source": "sciq"}), raw_records("sciq")
     with_support = [r for r in sciq if raw[r["id"]]["support"].strip()]
     assert 0 < len(with_support) < len(sciq)  # ~11% of SciQ rows have no support
-    assert all(r["text_a"].startswith(f"Support: {raw[r['id']]['support'].strip()}\n\nQuestion: ") for r in with_support)
+    assert all(r["text_a"].startswith(f"Support: {raw[r['id']]['support'].strip()}\n\nQuestion: ")
+               for r in with_support)
     assert all(r["text_a"].startswith("Question: ") for r in sciq if not raw[r["id"]]["support"].strip())
     cosmos, raw = load_task("rm", data_dir, {"source": "cosmos_qa"}), raw_records("cosmos_qa")
     row = cosmos[0]

@@ -159,7 +159,8 @@ def test_job_submit_asha_search_tracked_on_a_postgres_mlflow_server(cluster, tmp
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name("w2s-sst2")
     runs = client.search_runs([exp.experiment_id], max_results=200)
-    parents = [r for r in runs if r.data.tags.get("w2s.role") == "search" and r.data.tags.get("w2s.search_name") == "pg"]
+    parents = [r for r in runs
+               if r.data.tags.get("w2s.role") == "search" and r.data.tags.get("w2s.search_name") == "pg"]
     assert len(parents) == 1
     parent = parents[0].info.run_id
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]

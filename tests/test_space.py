@@ -257,7 +257,7 @@ def test_baseline_defaults_to_sample_defaults_when_absent(tmp_path):
 def test_complete_refuses_bad_point(base_space: SearchSpace):
     with pytest.raises(UserError, match="aux_coef: is inactive"):
         base_space.complete({"loss": "xent", "aux_coef": 0.3})
-    with pytest.raises(UserError, match="epochs: 2.5"):
+    with pytest.raises(UserError, match=r"epochs: 2\.5"):
         base_space.complete({"epochs": 2.5})
 
 

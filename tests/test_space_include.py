@@ -148,8 +148,9 @@ def test_self_include_is_a_cycle(tmp_path):
 def test_error_points_into_the_base_file(tmp_path):
     """The base's aux_coef is conditioned on logconf; the child's loss choices make that impossible."""
     write(tmp_path, "base.yaml", BASE)
-    child = write(tmp_path, "child.yaml", "include: base.yaml\nparams:\n  loss: {type: categorical, choices: [xent, product]}\n")
-    aux_line = BASE.splitlines().index(next(l for l in BASE.splitlines() if "aux_coef" in l)) + 1
+    child = write(tmp_path, "child.yaml",
+                  "include: base.yaml\nparams:\n  loss: {type: categorical, choices: [xent, product]}\n")
+    aux_line = BASE.splitlines().index(next(ln for ln in BASE.splitlines() if "aux_coef" in ln)) + 1
     assert_error(child, f"base.yaml:{aux_line}: params.aux_coef.when.loss", "'logconf' is not one of the choices")
 
 
@@ -174,7 +175,8 @@ def test_null_for_a_parameter_the_base_lacks(tmp_path):
 
 def test_empty_base(tmp_path):
     write(tmp_path, "base.yaml", "# nothing\n")
-    assert_error(write(tmp_path, "child.yaml", "include: base.yaml\n"), "base.yaml:1:", "included search space is empty")
+    child = write(tmp_path, "child.yaml", "include: base.yaml\n")
+    assert_error(child, "base.yaml:1:", "included search space is empty")
 
 
 def test_bad_yaml_in_base_names_the_base(tmp_path):

@@ -156,13 +156,15 @@ def test_a_new_registry_is_one_entry():
 
 @pytest.mark.parametrize("param,fragment", [
     ("{type: float, low: 0.5, high: 0.1}", "s.yaml:2: params.warmup_frac: low (0.5) > high (0.1)"),
-    ("{type: float, low: 0.1, high: 0.5, log: true, step: 0.1}", "s.yaml:2: params.warmup_frac.step: cannot be combined"),
+    ("{type: float, low: 0.1, high: 0.5, log: true, step: 0.1}",
+     "s.yaml:2: params.warmup_frac.step: cannot be combined"),
     ("{type: float, low: 0.0, high: 0.5, log: true}", "s.yaml:2: params.warmup_frac: log range must be positive"),
     ("{type: float, low: 0.1, high: 0.5, step: 0.15}", "s.yaml:2: params.warmup_frac.step: high - low"),
     ("{type: float, low: 0.1, high: 0.5, step: -0.1}", "s.yaml:2: params.warmup_frac.step: must be a positive number"),
 ])
 def test_float_range_faults(param, fragment):
-    text = f"params:\n  warmup_frac: {param[:-1]}, when: {{loss: logconf}}}}\n  loss: {{type: categorical, choices: [xent, logconf]}}\n"
+    text = (f"params:\n  warmup_frac: {param[:-1]}, when: {{loss: logconf}}}}\n"
+            "  loss: {type: categorical, choices: [xent, logconf]}\n")
     with pytest.raises(UserError) as info:
         _build(text, registries())
     assert str(info.value).startswith(fragment), str(info.value)

@@ -75,7 +75,8 @@ def test_methods_table_pairs_each_method_with_soft_labels_by_seed(tmp_path):
                          ("hard", [0.5, None, 0.6, 0.5, 0.45])):
         (tmp_path / f"{method}.json").write_text(json.dumps({"runs": runs(method, pgrs)}))
     table = methods_table(sorted(str(p) for p in tmp_path.glob("*.json")))
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    rows = {line.split("|")[1].strip(): line
+            for line in table.splitlines() if line.startswith("| ") and "---" not in line}
     assert list(rows)[1] == "soft"  # the reference row comes first, after the header
     knn = rows["knn_relabel"].split("|")
     assert knn[5].strip() == "+0.160 ± 0.024" and float(knn[6]) == pytest.approx(1 / 32, abs=5e-4)  # five wins of five

@@ -26,9 +26,9 @@ from w2s_ray.tasks import (
     load_task,
     make_splits,
     ood_tasks,
+    registry,
     resolve_data_dir,
 )
-from w2s_ray.tasks import registry
 from w2s_ray.tasks.base import GROUP, GROUP_SEP, columns
 from w2s_ray.tasks.local import read_records
 from w2s_ray.tasks.splits import column, row_groups
@@ -45,7 +45,7 @@ def data_dir() -> str:
     return str(DATA)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def raw_file(stem: str) -> list[dict]:
     return read_records(next(DATA.glob(f"{stem}.*gz")))
 
@@ -359,7 +359,7 @@ def one_line_error(*args) -> str:
 
 
 def test_unknown_task_lists_available():
-    with pytest.raises(UserError, match="unknown task 'sst3'; available: .*sst2"):
+    with pytest.raises(UserError, match=r"unknown task 'sst3'; available: .*sst2"):
         get_task("sst3")
 
 

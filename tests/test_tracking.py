@@ -14,6 +14,16 @@ from pathlib import Path
 
 import pytest
 
+# The server fixtures (mlflow_server, mlflow_sqlite_server, ...) come from tests/mlflow_fixtures.py
+# via tests/conftest.py.
+from tests.mlflow_fixtures import (
+    MlflowServer,
+    ToggleProxy,
+    free_port,
+    start_mlflow_server,
+    stop_process_group,
+    wait_healthy,
+)
 from w2s_ray.errors import UserError
 from w2s_ray.tracking import (
     BufferedClient,
@@ -25,17 +35,6 @@ from w2s_ray.tracking import (
     search_key,
 )
 from w2s_ray.tracking.values import split_metrics, to_params
-
-# The server fixtures (mlflow_server, mlflow_sqlite_server, ...) come from tests/mlflow_fixtures.py
-# via tests/conftest.py.
-from tests.mlflow_fixtures import (
-    MlflowServer,
-    ToggleProxy,
-    free_port,
-    start_mlflow_server,
-    stop_process_group,
-    wait_healthy,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,13 +65,14 @@ def test_unreachable_http_server_is_a_user_error() -> None:
 
 
 def test_unreachable_postgres_and_bad_paths_are_user_errors(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="MLflow tracking database at postgresql\\+psycopg2://postgres:\\*\\*\\*@.* is unreachable"):
+    unreachable = r"MLflow tracking database at postgresql\+psycopg2://postgres:\*\*\*@.* is unreachable"
+    with pytest.raises(UserError, match=unreachable):
         check_tracking_uri(f"postgresql+psycopg2://postgres:secret@127.0.0.1:{free_port()}/nope", timeout_s=2)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with pytest.raises(UserError, match="not writable"):
         check_tracking_uri(f"sqlite:///{blocker}/sub/mlflow.db")
-    with pytest.raises(UserError, match="unsupported MLflow tracking URI scheme 'ftp'.*available: http"):
+    with pytest.raises(UserError, match=r"unsupported MLflow tracking URI scheme 'ftp'.*available: http"):
         check_tracking_uri("ftp://host/x")
     check_tracking_uri(default_tracking_uri(tmp_path / "not_yet_created"))  # creatable: fine
 
@@ -348,7 +348,9 @@ def _check_mlflow_ui_shows(backend_store_uri: str, tmp_path: Path, parent: str, 
 
 
 @pytest.mark.mlflow_server
-def test_callback_without_state_finds_the_existing_trial_run(mlflow_sqlite_server: MlflowServer, tmp_path: Path) -> None:
+def test_callback_without_state_finds_the_existing_trial_run(
+    mlflow_sqlite_server: MlflowServer, tmp_path: Path
+) -> None:
     """A driver that lost the callback state still continues the trial's run (found by tag)."""
     from w2s_ray.tracking.callback import MLflowTrialCallback
 

@@ -16,8 +16,9 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from w2s_ray.config import to_dict
 from w2s_ray.remote import is_remote

@@ -6,17 +6,18 @@ import argparse
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, NoReturn
+from typing import Any, NoReturn
 
 from w2s_ray.config import SplitSizes
 from w2s_ray.errors import EXIT_USAGE, UserError
 from w2s_ray.metrics import GAP_Z
 
 
-def key_values(pairs: list[str] | None, what: str) -> dict[str, object]:
+def key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:
     """Parse ``k=v`` options; numbers become floats/ints, ``a,b`` stays a string."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for item in pairs or []:
         if "=" not in item:
             raise UserError(f"{what} must look like key=value, got {item!r}")
@@ -70,7 +71,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", required=True, type=task_arg,
                    help="registered task name (see --list-tasks), your own task YAML (.yaml/.yml), or a data "
                         "file (.jsonl/.json/.csv[.gz], .parquet; columns via --task-option, see README)")
-    g.add_argument("--list-tasks", action=_ListTasks, help="print the registered tasks with their descriptions and exit")
+    g.add_argument("--list-tasks", action=_ListTasks,
+                   help="print the registered tasks with their descriptions and exit")
     g.add_argument("--data-dir", default=os.environ.get("W2S_DATA_DIR"),
                    help="local data dir laid out like shared/data (default: $W2S_DATA_DIR, else the HF hub)")
     g.add_argument("--task-option", action="append", metavar="K=V", help="task option, e.g. source=qa_feedback")

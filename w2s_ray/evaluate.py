@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -99,6 +99,7 @@ def predict_stage(stage: StageResult, split: Split, kind: str, cache: StageCache
             with torch.no_grad():
                 probs = predict(model, encode(tok, split.inputs, kind, stage.config["max_length"]),
                                 stage.config["batch_size"], pad)
-            pq.write_table(pa.table({"id": split.ids, "prob": probs, "label": split.labels}), tmp / "predictions.parquet")
+            pq.write_table(pa.table({"id": split.ids, "prob": probs, "label": split.labels}),
+                           tmp / "predictions.parquet")
         found = cache.put("eval", key, build)
     return pq.read_table(found / "predictions.parquet")["prob"].to_numpy()

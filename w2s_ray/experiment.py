@@ -102,8 +102,9 @@ def run_experiment(spec: ExperimentSpec, cache: StageCache, executor: Executor |
     pipe = Pipeline(data, cache, executor, val_labels=spec.val_labels)
     weak = pipe.weak(spec.weak, spec.weak_cfg)
     ceiling = pipe.ceiling(spec.strong, spec.ceiling_cfg)
-    chain = run_chain(pipe, spec.bootstrap, weak, link_recipe(spec.ceiling_cfg, spec.weak, spec.weak_cfg.lr, spec.strong,
-                                                               spec.ceiling_cfg.lr, spec.bootstrap_folds))
+    recipe = link_recipe(spec.ceiling_cfg, spec.weak, spec.weak_cfg.lr, spec.strong, spec.ceiling_cfg.lr,
+                         spec.bootstrap_folds)
+    chain = run_chain(pipe, spec.bootstrap, weak, recipe)
     links = chain.links
     source = links[-1] if links else weak
     student = pipe.student(spec.strong, spec.student_cfg, source, spec.weak_labels, weak=weak,
@@ -116,13 +117,14 @@ def run_experiment(spec: ExperimentSpec, cache: StageCache, executor: Executor |
         "bootstrap_folds": spec.bootstrap_folds, "links": chain.selection,
         "sizes": to_dict(spec.data.sizes), "data_fingerprint": data.fingerprint,
         "stages": {"weak": weak.key, "ceiling": ceiling.key, "student": student.key,
-                   **{f"bootstrap_{i}": l.key for i, l in enumerate(links, start=1)}},
+                   **{f"bootstrap_{i}": link.key for i, link in enumerate(links, start=1)}},
         "val": compare(data, weak, student, ceiling, "val", spec.val_labels, spec.min_gap, spec.gap_z),
         "test": compare(data, weak, student, ceiling, "test", None, spec.min_gap, spec.gap_z),
         "ood": {},
     }
     for ood in spec.ood_tasks:
-        report["ood"][ood] = evaluate_ood(spec, ood, cache, executor, {"weak": weak, "ceiling": ceiling, "student": student})
+        models = {"weak": weak, "ceiling": ceiling, "student": student}
+        report["ood"][ood] = evaluate_ood(spec, ood, cache, executor, models)
     return report
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +79,8 @@ def register_loss(
 
     def decorator(fn: LossFn) -> LossFn:
         text = doc or (fn.__doc__ or "").strip().split("\n\n")[0]
-        LOSSES[name] = LossSpec(name, fn, {k: float(v) for k, v in (params or {}).items()}, kinds, " ".join(text.split()))
+        defaults = {k: float(v) for k, v in (params or {}).items()}
+        LOSSES[name] = LossSpec(name, fn, defaults, kinds, " ".join(text.split()))
         return fn
 
     return decorator
@@ -182,7 +183,8 @@ def _harden_at_prior(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return hard
 
 
-def _logconf(logits: torch.Tensor, targets: torch.Tensor, progress: float, aux_coef: float, warmup_frac: float) -> torch.Tensor:
+def _logconf(logits: torch.Tensor, targets: torch.Tensor, progress: float, aux_coef: float,
+             warmup_frac: float) -> torch.Tensor:
     logits, targets = _prep(logits, targets)
     coef = aux_coef * ramp(progress, warmup_frac)
     hard = _harden_at_prior(logits, targets)

@@ -24,7 +24,8 @@ from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 CHAIN_KNOBS: tuple[str, ...] = ("bootstrap_steps", "bootstrap_folds")  # how the labels' chain is built
-LABEL_KNOBS: tuple[str, ...] = ("weak_labels", "weak_label_transform", "filter_min_conf")  # what the student learns from
+# what the student learns from
+LABEL_KNOBS: tuple[str, ...] = ("weak_labels", "weak_label_transform", "filter_min_conf")
 TRAIN_KNOBS: tuple[str, ...] = tuple(k for k in STUDENT_KNOBS if k in TRAIN_FIELDS and k != "loss")
 
 _unowned = set(STUDENT_KNOBS) - TRAIN_FIELDS - set(CHAIN_KNOBS) - set(LABEL_KNOBS)

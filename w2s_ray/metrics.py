@@ -129,7 +129,8 @@ def pgr(weak: float, student: float, ceiling: float, min_gap: float = 0.02,
     gap = ceiling - weak
     se = None if gap_se is None else float(gap_se)
     if not all(math.isfinite(x) for x in (weak, student, ceiling)):
-        return PGR(None, f"non-finite score (weak {weak}, student {student}, ceiling {ceiling}): PGR undefined", gap, se)
+        why = f"non-finite score (weak {weak}, student {student}, ceiling {ceiling}): PGR undefined"
+        return PGR(None, why, gap, se)
     if gap < min_gap - _GAP_SLACK or gap <= 0:
         why = " (ceiling below weak)" if gap < 0 else ""
         return PGR(None, f"ceiling − weak gap {gap:.3g} < {min_gap:g}{why}: PGR undefined", gap, se)

@@ -10,7 +10,8 @@ Wilcoxon p below 0.05 (with 5 seeds the smallest one-sided Wilcoxon p is 1/32).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -236,7 +236,8 @@ def plot_accuracy_by_layer(search: dict[str, Any], dest: Path) -> Path:
 
 def make_plots(search_dir: Path, plots_dir: Path | None = None,
                loaded: tuple[dict[str, Any], pd.DataFrame] | None = None) -> list[Path]:
-    """Render the plots (three, and accuracy by layer for probe searches), then move them into ``plots_dir`` (default ``<search>/w2s/plots``) together.
+    """Render the plots (three, and accuracy by layer for probe searches), then move them into ``plots_dir``
+    (default ``<search>/w2s/plots``) together.
 
     Nothing lands in ``plots_dir`` unless every plot rendered.
     """
@@ -284,8 +285,14 @@ def log_plots(paths: list[Path], tracking_uri: str, experiment: str, search_name
 def report_tracking_uri(cli_value: str | None, search: dict[str, Any], workdir: Path) -> str | None:
     """Where to log: ``--tracking-uri``, ``$MLFLOW_TRACKING_URI``, the URI the search recorded, else
     ``./mlflow.db`` if it exists, else None. Never a store that does not exist yet (UserError if named)."""
-    from w2s_ray.tracking.uri import (check_tracking_uri, default_tracking_uri, given_tracking_uri, redact,
-                                      store_exists, with_driver)
+    from w2s_ray.tracking.uri import (
+        check_tracking_uri,
+        default_tracking_uri,
+        given_tracking_uri,
+        redact,
+        store_exists,
+        with_driver,
+    )
 
     recorded = search.get("tracking_uri")
     uri = given_tracking_uri(cli_value) or (with_driver(recorded) if isinstance(recorded, str) and recorded else None)

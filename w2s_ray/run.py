@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW weight decay; in probe mode the L2 strength of every probe")
     t = p.add_argument_group("training")
-    t.add_argument("--loss", default=None, help="student loss (xent, logconf, product, window, entropy, kl; bt, bt_logconf for rm)")
+    t.add_argument("--loss", default=None,
+                   help="student loss (xent, logconf, product, window, entropy, kl; bt, bt_logconf for rm)")
     t.add_argument("--aux-coef", type=float, default=None, help="logconf/entropy coefficient")
     t.add_argument("--warmup-frac", type=float, default=None, help="logconf/entropy linear warmup fraction")
     t.add_argument("--loss-param", action="append", metavar="K=V", help="other loss parameters (alpha, beta, radius)")
@@ -109,7 +110,8 @@ def spec_from_args(args: argparse.Namespace, seed: int) -> ExperimentSpec:
     if args.warmup_frac is not None:
         params["warmup_frac"] = args.warmup_frac
     positive("--weight-decay", args.weight_decay, allow_zero=True)
-    for flag, layer in (("--layer", args.layer), ("--weak-layer", args.weak_layer), ("--ceiling-layer", args.ceiling_layer)):
+    layers = (("--layer", args.layer), ("--weak-layer", args.weak_layer), ("--ceiling-layer", args.ceiling_layer))
+    for flag, layer in layers:
         if layer is not None and (args.mode != "probe" or layer < 0):
             raise UserError(f"{flag} {layer}: a layer is a non-negative hidden-state index, and only for --mode probe")
     base = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, mode=args.mode,

@@ -30,7 +30,6 @@ from w2s_ray.train.executor import Executor
 from w2s_ray.train.job import TrainJob
 from w2s_ray.weak_labels import LabelContext, WeakLabels
 
-
 PROBE_FORMAT = "cached-activations-1"  # in probe stages' keys; bump when the probe fit changes
 
 
@@ -76,7 +75,8 @@ class Pipeline:
 
     # -- generic ------------------------------------------------------------
     def _run(self, kind: str, model: str, cfg: TrainConfig, train_split: str, rows: np.ndarray,
-             targets: np.ndarray, predict: list[str], monitor: dict, upstream: dict, meta: dict | None = None) -> StageResult:
+             targets: np.ndarray, predict: list[str], monitor: dict, upstream: dict,
+             meta: dict | None = None) -> StageResult:
         payload = {
             "data": self.data.fingerprint, "model": model, "train": to_dict(cfg), "train_split": train_split,
             "rows": rows.tolist(), "targets": np.round(targets, 12).tolist(), "predict": sorted(predict),
@@ -160,7 +160,7 @@ class Pipeline:
             (out / "checkpoint" / "model.json").write_text(json.dumps(
                 {"model": model, "mode": "probe", "features": {"model": source.model, "layer": source.layer}}))
             metrics = {"stage": kind, "model": model, "final": final, "history": history, "steps": history[-1]["step"],
-                       "train_seconds": seconds, "n_train": int(len(rows)), "resumed_from_step": 0,
+                       "train_seconds": seconds, "n_train": len(rows), "resumed_from_step": 0,
                        "train_config": to_dict(cfg), "meta": meta, "executor": "in-process probe"}
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
             self.cache.record_training(kind, key, seconds=seconds, steps=history[-1]["step"], probe=True,
@@ -278,7 +278,8 @@ class Pipeline:
         return self._run("student", model, cfg, "b", rows, targets, self._eval_splits(), monitor,
                          upstream={"labels_from": labels_from.key, "policy": policy})
 
-    def select(self, role: str, model: str, base: TrainConfig, grid: list[dict]) -> tuple[StageResult, dict, list[dict]]:
+    def select(self, role: str, model: str, base: TrainConfig,
+               grid: list[dict]) -> tuple[StageResult, dict, list[dict]]:
         """Fair references: train each grid point, keep the best GT validation accuracy.
 
         Returns (chosen stage, chosen overrides, table of all candidates).

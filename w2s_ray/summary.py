@@ -14,7 +14,7 @@ def mean_std(values: list[float]) -> dict[str, float | int]:
     arr = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=float)
     if len(arr) == 0:
         return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": int(len(arr))}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
 
 
 def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     splits = ["val", "test"] + [f"ood:{k}" for k in (runs[0].get("ood") or {})] if runs else []
     for split in splits:
         rows = [r["ood"][split[4:]] if split.startswith("ood:") else r[split] for r in runs]
-        entry = {m: mean_std([row.get(m) for row in rows]) for m in METRICS if m in rows[0]}
+        entry: dict[str, Any] = {m: mean_std([row.get(m) for row in rows]) for m in METRICS if m in rows[0]}
         entry["pgr"] = mean_std([row["pgr"] for row in rows if row.get("pgr") is not None])
         entry["pgr_undefined"] = sum(1 for row in rows if row.get("pgr") is None)
         entry["pgr_reasons"] = sorted({row["pgr_reason"] for row in rows if row.get("pgr_reason")})
@@ -117,7 +117,8 @@ def methods_table(json_files: list[str], baseline: str = "soft") -> str:
         seeds = [r["seed"] for r in runs if r["seed"] in base]
         pgr = mean_std([r["test"]["pgr"] for r in runs if r["test"]["pgr"] is not None])
         undefined = sum(r["test"]["pgr"] is None for r in runs)
-        row = f"| {method} | {fmt(mean_std([r['test']['student_acc'] for r in runs]))} | {fmt(pgr)} | {undefined}/{len(runs)} |"
+        acc = fmt(mean_std([r["test"]["student_acc"] for r in runs]))
+        row = f"| {method} | {acc} | {fmt(pgr)} | {undefined}/{len(runs)} |"
         if method == baseline:
             lines.append(row + " — | — | — |")
             continue

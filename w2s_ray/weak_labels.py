@@ -19,8 +19,9 @@ Adding a method is one entry::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -215,7 +216,7 @@ def logreg_labels(x: np.ndarray, probs: np.ndarray, folds: np.ndarray, C: float)
 
 def _filter(probs: np.ndarray, probe: np.ndarray, contamination: float) -> tuple[np.ndarray, np.ndarray]:
     """Drop the ``contamination`` share of rows where the probe disagrees most with the weak label."""
-    drop = int(round(contamination * len(probs)))
+    drop = round(float(contamination) * len(probs))
     keep = np.sort(np.argsort(np.abs(probe - probs), kind="stable")[: max(1, len(probs) - drop)])
     return keep, probs[keep]
 
@@ -272,7 +273,8 @@ def knn_filter(ctx: LabelContext, k: int, contamination: float) -> tuple[np.ndar
     return _filter(ctx.probs, knn_labels(ctx.strong_features(), ctx.probs, ctx.folds, k), contamination)
 
 
-@register_weak_labels("logreg_filter", reads_features=True, params={"C": C, "contamination": CONTAMINATION}, crossfit=True)
+@register_weak_labels("logreg_filter", reads_features=True, params={"C": C, "contamination": CONTAMINATION},
+                      crossfit=True)
 def logreg_filter(ctx: LabelContext, C: float, contamination: float) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
     """Drop the ``contamination`` share of rows where the cross-fitted logistic probe disagrees most."""
     return _filter(ctx.probs, logreg_labels(ctx.strong_features(), ctx.probs, ctx.folds, C), contamination)

@@ -116,8 +116,8 @@ class SplitActivations:
         return self._memo[model]
 
     def _tokenize(self, model: str) -> tuple[ActivationStore, list[bytes], list[list[int]]]:
-        from w2s_ray.models.build import load_tokenizer
         from w2s_ray.models import parse_model_spec, resolve_model_source
+        from w2s_ray.models.build import load_tokenizer
 
         tokenizer = load_tokenizer(resolve_model_source(parse_model_spec(model)))
         # every task puts what decides the label last (the question, the answer, the move, the

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -86,8 +86,8 @@ class ActivationStore:
             hidden = np.load(path / "hidden.npy", mmap_mode="r")
             if out is None:
                 out = np.empty((len(keys), *hidden.shape[1:]), dtype=np.float16)
-            pos, rows = (np.asarray(x) for x in zip(*pairs))
-            out[pos] = hidden[rows]
+            positions, rows = (np.asarray(x) for x in zip(*pairs))
+            out[positions] = hidden[rows]
         assert out is not None
         return out
 

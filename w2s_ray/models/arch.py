@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import torch
@@ -103,7 +104,8 @@ def from_pretrained(loader: Callable[..., T], source: str, accept: Callable[[T],
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load model {source!r} from the Hugging Face hub: {first}") from None
     if accept is not None and not accept(loaded):
-        raise UserError(f"model {source!r} from the Hugging Face hub is incomplete (e.g. a tokenizer without a vocabulary)")
+        raise UserError(f"model {source!r} from the Hugging Face hub is incomplete "
+                        "(e.g. a tokenizer without a vocabulary)")
     return loaded
 
 
@@ -195,7 +197,7 @@ def keep_layers(body: torch.nn.Module, layers: int) -> None:
 def drop_pooler(body: torch.nn.Module) -> None:
     """Remove BERT-style poolers: the score head pools itself, and unused params upset DDP."""
     if isinstance(getattr(body, "pooler", None), torch.nn.Module):
-        body.pooler = None
+        body.pooler = None  # type: ignore[assignment]  # torch types module attributes as Tensor | Module
 
 
 def hidden_size(config: Any) -> int:

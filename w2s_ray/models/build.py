@@ -87,7 +87,7 @@ def add_lora(body: nn.Module, model_type: str, r: int, alpha: float, seed: int) 
         raise UserError(f"lora_r must be >= 1, got {r}")
     config = LoraConfig(
         r=r,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft's hint says int; it scales by any number
         lora_dropout=0.0,
         target_modules=LORA_TARGETS.get(model_type),
         fan_in_fan_out=model_type in _CONV1D_TYPES,
@@ -149,9 +149,9 @@ def _build(
         config.use_cache = False  # scoring never generates: no key/value cache to keep
     body = load_body(source, config, parsed.layers, dtype)
     tokenizer = load_tokenizer(source)
-    embeddings = body.get_input_embeddings()
+    embeddings = body.get_input_embeddings()  # type: ignore[operator]  # a PreTrainedModel, typed as nn.Module
     if embeddings is not None and len(tokenizer) > embeddings.num_embeddings:
-        body.resize_token_embeddings(len(tokenizer))  # only when a pad token had to be added
+        body.resize_token_embeddings(len(tokenizer))  # type: ignore[operator]  # only when a pad token had to be added
     if mode == "lora":
         body = add_lora(body, config.model_type, lora_r, lora_alpha or 2.0 * lora_r, seed)
     model = ScoreModel(

@@ -6,7 +6,7 @@ or a reward r for pairwise reward modelling (the trainer takes margins).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

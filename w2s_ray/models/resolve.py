@@ -23,9 +23,10 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Protocol
 
 from w2s_ray.errors import UserError
 from w2s_ray.models.spec import ModelSpec
@@ -47,7 +48,8 @@ def model_cache_dir() -> Path:
 class Provider(Protocol):
     """Supplies a local model directory for one name, or None when not installed here."""
 
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def locate(self) -> Path | None: ...
 

@@ -41,7 +41,7 @@ def _sample(spec: ParamSpec, rng: np.random.Generator) -> Any:
         return spec.value
     if spec.type == "categorical":
         return spec.choices[int(rng.integers(len(spec.choices)))]
-    low, high = float(spec.low), float(spec.high)
+    low, high = (float(v) for v in spec.bounds)
     u = rng.random()
     value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if spec.log else low + u * (high - low)
     if spec.step:

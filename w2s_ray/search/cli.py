@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 
-from w2s_ray.cli_common import (OneLineParser, add_data_args, add_gap_args, check_dir, check_name, check_seeds,
-                                check_split_sizes, positive)
+from w2s_ray.cli_common import (
+    OneLineParser,
+    add_data_args,
+    add_gap_args,
+    check_dir,
+    check_name,
+    check_seeds,
+    check_split_sizes,
+    positive,
+)
 from w2s_ray.objective import SELECT_MODES
 from w2s_ray.search.presets import PRESETS
 

@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -195,7 +194,8 @@ def preset_space_path(preset: Preset, task: str, kind: str) -> Path:
     if preset.space:
         path = spaces_dir() / f"{preset.space}_{kind}.yaml"
         if not path.is_file():
-            raise UserError(f"preset {preset.name!r} needs the search space {path}, which does not exist; pass --space FILE")
+            raise UserError(f"preset {preset.name!r} needs the search space {path}, which does not exist; "
+                            "pass --space FILE")
         return path
     return default_space_path(task, kind)
 
@@ -333,7 +333,7 @@ def bound_gcs_connect() -> None:
             changed = True
     if changed:
         try:  # Ray reads its C++ config from the environment at import; re-read it
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]  # the stub of ray._raylet is partial
 
             Config.initialize("")
         except Exception:  # noqa: BLE001 - a Ray without it keeps its defaults; the TCP check still ran
@@ -421,7 +421,8 @@ def shared_scaling(plan: SearchPlan, scaling: ScalingSpec) -> ScalingSpec:
     if plan.args.cpus_per_worker is not None or plan.args.address:
         return scaling
     total = ray.cluster_resources().get("CPU", 1)
-    return replace(scaling, cpus_per_worker=max(scaling.cpus_per_worker, math.floor(100 * total / scaling.num_workers) / 100))
+    share = math.floor(100 * total / scaling.num_workers) / 100
+    return replace(scaling, cpus_per_worker=max(scaling.cpus_per_worker, share))
 
 
 def compute_shared(plan: SearchPlan, executor: Executor):
@@ -431,13 +432,12 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     """
     import numpy as np
 
-    from w2s_ray.activations import feature_source
+    from w2s_ray.activations import SplitActivations, feature_source
+    from w2s_ray.metrics import accuracy, gap_standard_error
     from w2s_ray.search.context import SharedStages
     from w2s_ray.stages import Pipeline, labelled_val
-    from w2s_ray.metrics import accuracy, gap_standard_error
 
-    from w2s_ray.activations import SplitActivations
-
+    assert plan.data is not None  # prepared by plan_search
     acts = SplitActivations(plan.data, plan.cache_uri, plan.reference_base.max_length, plan.reference_base.pooling)
     for model in probe_models(plan):  # one extraction per model, shared by every stage and trial
         acts.ensure(model, executor)
@@ -491,6 +491,7 @@ def search_context(plan: SearchPlan, shared, scaling: ScalingSpec):
     """What every trial receives: the data, the shared stages and the student settings."""
     from w2s_ray.search.context import SearchContext
 
+    assert plan.data is not None  # prepared by plan_search
     return SearchContext(
         data=plan.data, shared=shared, cache_uri=plan.cache_uri, train_storage=plan.train_storage,
         strong=plan.strong, student_base=plan.student_base, scaling=scaling,
@@ -529,7 +530,7 @@ def make_tuner(plan: SearchPlan, ctx, callbacks: list):
     scheduler = None
     if plan.args.asha:
         epochs = plan.space.params.get("epochs")
-        max_t = int(epochs.high if epochs and epochs.type != "fixed" else (epochs.value if epochs else 2)) + 1
+        max_t = int(epochs.bounds[1] if epochs and epochs.type != "fixed" else (epochs.value if epochs else 2)) + 1
         scheduler = ASHAScheduler(metric="objective", mode="max", time_attr="training_iteration",
                                   max_t=max_t, grace_period=1)
     return tune.Tuner(

@@ -25,9 +25,10 @@ import json
 import os
 import ssl
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
 K8S_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -100,7 +101,11 @@ def gcs_gpus(address: str, timeout_s: float = TIMEOUT_S) -> GpuSupply:
         return GpuSupply(source=f"{address}: not a GCS address, nodes not read")
     try:
         check_ray_reachable(gcs, timeout_s=timeout_s)
-        from ray._raylet import GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, GCS_AUTOSCALER_STATE_NAMESPACE, GcsClient
+        from ray._raylet import (  # type: ignore[attr-defined]  # the stub of ray._raylet is partial
+            GCS_AUTOSCALER_CLUSTER_CONFIG_KEY,
+            GCS_AUTOSCALER_STATE_NAMESPACE,
+            GcsClient,
+        )
 
         client = GcsClient(address=gcs)
         nodes = client.get_all_node_info(timeout=timeout_s)

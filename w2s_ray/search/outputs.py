@@ -50,8 +50,8 @@ def confirmed(label: str) -> bool:
     return label == "best" or label.startswith("baseline")
 ROW_NOTES = {
     "best_by_weak": "best_by_weak: the trial `--select-on weak` would pick from these same trials (no GT labels: "
-                    "agreement with weak labels first, confidence as a tie-break, a student predicting one class on more "
-                    "than 90% of validation last; this favours imitation of the weak model).",
+                    "agreement with weak labels first, confidence as a tie-break, a student predicting one class on "
+                    "more than 90% of validation last; this favours imitation of the weak model).",
     "best_by_gt": "best_by_gt: the trial GT validation PGR would pick from these same trials (uses GT labels).",
 }
 
@@ -68,7 +68,7 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
         raise RuntimeError("no trial finished; see the Tune output above")
     rows: dict[str, Any] = {}
     for i, point in enumerate(ctx.baselines or plan.space.points_to_evaluate()):
-        is_base = finished.apply(lambda r: all(_same(_config_of(r).get(k), v) for k, v in point.items()), axis=1)
+        is_base = finished.apply(lambda r: all(_same(_config_of(r).get(k), v) for k, v in point.items()), axis=1)  # noqa: B023 (called at once)
         label = "baseline" if i == 0 else f"baseline_{point.get('loss', i)}"
         if label not in rows:
             rows[label] = finished[is_base].iloc[0] if is_base.any() else None
@@ -83,7 +83,7 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
     report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.args.select_on,
                               "tracking_uri": tracking, "experiment": plan.experiment,
                               "confirm_planned": int(plan.args.confirm_seeds or 0),
-                              "n_trials": int(len(frame)), "n_finished": int(len(finished)),
+                              "n_trials": len(frame), "n_finished": len(finished),
                               "references": ctx.shared.selection, "rows": {}}
     for label, row in rows.items():
         if row is None:
@@ -99,7 +99,8 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
     best = report["rows"]["best"]
     report["best_config"] = plain({"task": plan.task, "weak": plan.weak, "strong": plan.strong,
                              "ladder": plan.ladder, "student": best["config"], "references": {
-                                 k: v["chosen"] for k, v in ctx.shared.selection.items() if isinstance(v, dict) and "chosen" in v},
+                                 k: v["chosen"] for k, v in ctx.shared.selection.items()
+                                 if isinstance(v, dict) and "chosen" in v},
                              "val_pgr": best["val"]["pgr"], "test_pgr": best["test"]["pgr"]})
     report["rows"] = plain(report["rows"])
     report["final_metrics"] = {f"{label}_{split}_{m}": v

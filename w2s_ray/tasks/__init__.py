@@ -7,8 +7,8 @@ A task loads from a local data dir laid out like `../shared/data` (arg, else env
 `W2S_DATA_DIR`) or, with neither, from its Hugging Face dataset.
 """
 
-from w2s_ray.tasks.base import COLUMNS, RecordTask, Task, TaskKind
 from w2s_ray.tasks import registry
+from w2s_ray.tasks.base import COLUMNS, RecordTask, Task, TaskKind
 from w2s_ray.tasks.registry import (
     DATA_DIR_ENV,
     TASKS,
@@ -20,7 +20,7 @@ from w2s_ray.tasks.registry import (
 )
 
 # The shipped YAML tasks, then the code tasks (importing a module registers them; order = registry order).
-from w2s_ray.tasks.user import shipped_tasks  # noqa: E402
+from w2s_ray.tasks.user import shipped_tasks
 
 for _task in shipped_tasks():
     registry.add_task(_task)

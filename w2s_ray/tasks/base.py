@@ -20,8 +20,9 @@ import json
 import random
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Literal
+from typing import Any, ClassVar, Literal
 
 import datasets
 

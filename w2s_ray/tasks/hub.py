@@ -7,8 +7,9 @@ network, so the offline test suite cannot run it; it is kept small on purpose.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import datasets
 

@@ -12,8 +12,9 @@ import gzip
 import io
 import json
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from w2s_ray.errors import UserError
 

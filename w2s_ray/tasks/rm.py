@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any
 
 from w2s_ray.tasks.base import RecordTask, binary, choice_option, group_key, list_option
 from w2s_ray.tasks.hub import HubSource
@@ -88,7 +88,7 @@ def prompt_group(source: str, rec: Record, chosen: str, rejected: str) -> str:
         # CosmosQA's questions repeat across stories ("What may happen next?"): group by story only
         keys = [v for name, v in parts if name == "Context"] if source == "cosmos_qa" else [v for _, v in parts]
         return group_key(*keys)
-    return group_key(os.path.commonprefix([chosen, rejected]).rsplit("Assistant:", 1)[0])
+    return group_key(os.path.commonprefix([chosen, rejected]).rsplit("Assistant:", 1)[0])  # noqa: RUF071 (strings)
 
 
 @register
@@ -98,7 +98,7 @@ class RewardModelTask(RecordTask):
     label_meaning = "response_preferred"
     description = ("preference pairs (HH-RLHF, QA-Feedback, or correct-vs-distractor answers from "
                    "SciQ/PIQA/CosmosQA); label 1 = text_a is the preferred response")
-    options: ClassVar[dict[str, Any]] = {"source": "hh", "hh_splits": HH_SPLITS}
+    options: dict[str, Any] = {"source": "hh", "hh_splits": HH_SPLITS}  # noqa: RUF012 (a default; SpecTask sets its own)
     hub = (HubSource(HH_HF_ID),)
     required = ("chosen", "rejected")
 

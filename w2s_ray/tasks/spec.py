@@ -25,9 +25,10 @@ import random
 import re
 import string
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import datasets
 
@@ -252,7 +253,8 @@ def parse_spec(doc: Mapping[str, Any], where: str, base_dir: Path, default_name:
         group=_strings(w, "group", doc["group"]) if "group" in doc else (),
     )
     if kind == "classify":
-        spec = replace(spec, text=_string(w, "text", doc.get("text", "text")), label=_label(w, doc.get("label", "label")))
+        spec = replace(spec, text=_string(w, "text", doc.get("text", "text")),
+                       label=_label(w, doc.get("label", "label")))
         try:
             fields = spec.template_fields
         except ValueError as exc:

@@ -29,7 +29,8 @@ How (documented because it decides whether results can be trusted):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import datasets
 import numpy as np

@@ -21,7 +21,7 @@ from w2s_ray.tracking.search_run import ROLE_TRIAL
 from w2s_ray.tracking.values import split_metrics, to_params
 
 if TYPE_CHECKING:
-    from ray.tune import Checkpoint
+    from ray.train import Checkpoint  # ray.tune's Checkpoint subclasses it
     from ray.tune.experiment import Trial
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ class MLflowTrialCallback(Callback):
     def on_trial_result(self, iteration: int, trials: list["Trial"], trial: "Trial", result: dict, **info: Any) -> None:
         self._guard(self._result, trial, result)
 
-    def on_checkpoint(self, iteration: int, trials: list["Trial"], trial: "Trial", checkpoint: "Checkpoint", **info: Any) -> None:
+    def on_checkpoint(self, iteration: int, trials: list["Trial"], trial: "Trial", checkpoint: "Checkpoint",
+                      **info: Any) -> None:
         if self.checkpoints == "all":
             self._guard(self._log_checkpoint, trial, checkpoint)
 
@@ -197,7 +198,7 @@ class MLflowTrialCallback(Callback):
             self.client.delete_tag(run, "w2s.error")
             self._errored.discard(trial.trial_id)
         if self.checkpoints == "best":
-            best = trial.run_metadata.checkpoint_manager.best_checkpoint_result
+            best = trial.run_metadata.checkpoint_manager.best_checkpoint_result  # type: ignore[union-attr]  # set at start
             checkpoint = best.checkpoint if best else trial.checkpoint
             if checkpoint is not None:
                 self._log_checkpoint(trial, checkpoint)
@@ -236,7 +237,7 @@ def _local_dir(checkpoint: "Checkpoint") -> tuple[str, str | None]:
 
 def _error_text(trial: "Trial") -> tuple[str | None, str | None]:
     """(one-line error, full error text) of a trial's latest failure."""
-    full = None
+    full: Any = None  # a TuneError or its text
     try:
         full = trial.get_error()
     except Exception:  # noqa: BLE001

@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from w2s_ray.remote import is_remote
 from w2s_ray.tracking.uri import is_server_uri, redact
@@ -69,7 +69,7 @@ class LogReport:
 class BufferedClient:
     """Ordered, buffered MLflow writes. Thread-safe; one instance per (URI, unlogged file) via `shared`."""
 
-    _instances: dict[tuple[str, str], "BufferedClient"] = {}
+    _instances: ClassVar[dict[tuple[str, str], "BufferedClient"]] = {}
     _instances_lock = threading.Lock()
 
     def __init__(
@@ -98,7 +98,7 @@ class BufferedClient:
         self._rejected: list[dict[str, Any]] = []
         self._resolved: dict[str, str] = {}
         self._lock = threading.RLock()
-        self._mlflow = None
+        self._mlflow: Any = None  # the MlflowClient, made on first use
         self._down_since: float | None = None
         self._last_persist = 0.0
         self._file_written = False
@@ -212,7 +212,8 @@ class BufferedClient:
         `remove_after`: a temporary directory to delete once the upload succeeded.
         """
         return self._submit({"op": "log_artifact", "run": run, "local_path": str(local_path),
-                             "artifact_path": artifact_path, "remove_after": str(remove_after) if remove_after else None})
+                             "artifact_path": artifact_path,
+                             "remove_after": str(remove_after) if remove_after else None})
 
     def set_status(self, run: str, status: str) -> bool:
         """RUNNING reopens a run; FINISHED/FAILED/KILLED terminate it."""
@@ -437,7 +438,8 @@ class BufferedClient:
             if self._queue:
                 log.warning("replaying %d MLflow writes left over in %s", len(self._queue), self.unlogged_path)
         else:
-            self._rejected.extend({**op, "error": "left over for another tracking URI"} for op in doc.get("pending", []))
+            self._rejected.extend({**op, "error": "left over for another tracking URI"}
+                                  for op in doc.get("pending", []))
         self._file_written = True
 
     def __getstate__(self) -> dict[str, Any]:

@@ -119,9 +119,9 @@ class SearchTracker:
 
     def log_artifacts(self, artifacts: Mapping[str, Path]) -> None:
         """Log files or directories to the parent run; the key is the artifact sub-directory ("" = root)."""
-        self._require_started()
+        _, run = self._require_started()
         for name, path in artifacts.items():
-            self.client.log_artifact(self.parent_run_id, path, name or None)
+            self.client.log_artifact(run, path, name or None)
 
     def finish(
         self,
@@ -137,18 +137,18 @@ class SearchTracker:
         `summary`: numbers become metrics (e.g. `baseline_val_pgr`, `best_val_pgr`,
         `baseline_test_pgr`, `best_test_pgr`; NaN is recorded as a tag), other values tags
         `summary.<k>`; the whole dict is also `summary.json`. `best_config` goes to
-        `best_config.yaml` and to tags `best.<k>` (nested keys joined by "/"). `artifacts` maps an artifact sub-directory to a
-        file or directory (e.g. {"": summary_table_csv, "results": trials_parquet}).
+        `best_config.yaml` and to tags `best.<k>` (nested keys joined by "/"). `artifacts` maps an
+        artifact sub-directory to a file or directory (e.g. {"": summary_table_csv, "results": trials_parquet}).
         Returns what could not be logged (also written to `<storage>/mlflow_unlogged.json`).
         """
-        self._require_started()
-        run = self.parent_run_id
+        _, run = self._require_started()
         metrics, nonfinite = split_metrics(summary, skip_prefixes=())
         other = {k: v for k, v in flatten(summary).items() if numeric(v) is None}
         self._log_yaml(run, "best_config.yaml", best_config)
         self._log_json(run, "summary.json", summary)
         self.client.log_batch(
-            run, metrics, params={}, tags={**nonfinite, **to_tags(other, prefix="summary."), **to_tags(best_config, prefix="best.")}
+            run, metrics, params={},
+            tags={**nonfinite, **to_tags(other, prefix="summary."), **to_tags(best_config, prefix="best.")},
         )
         self.log_artifacts(artifacts or {})
         self.client.set_status(run, status)
@@ -169,18 +169,18 @@ class SearchTracker:
         checkpoint dir; key = artifact sub-directory). Idempotent per `key` (the stage's cache
         key): a stage already logged completely is not logged again. Returns its run id.
         """
-        self._require_started()
+        experiment, parent = self._require_started()
         if not _STAGE_NAME.match(stage):
             raise ValueError(f"stage name {stage!r} must match {_STAGE_NAME.pattern}")
         stage_key = key if is_token(key) and len(key) <= 64 else hashlib.sha256(key.encode()).hexdigest()[:32]
         run = self.client.ensure_run(
-            self.experiment_id,
-            {"mlflow.parentRunId": self.parent_run_id, "w2s.role": ROLE_STAGE, "w2s.stage_key": stage_key},
+            experiment,
+            {"mlflow.parentRunId": parent, "w2s.role": ROLE_STAGE, "w2s.stage_key": stage_key},
             tags={"w2s.stage": stage, "w2s.search_key": search_key(self.search_name)},
             run_name=f"stage:{stage}",
         )
         self.stage_run_ids[stage] = run
-        self.client.set_tags(self.parent_run_id, {f"w2s.stage_run.{stage}": run})
+        self.client.set_tags(parent, {f"w2s.stage_run.{stage}": run})
         if self._stage_complete(run):
             return run
         values, nonfinite = split_metrics(metrics, skip_prefixes=())
@@ -196,16 +196,18 @@ class SearchTracker:
         """A Tune callback that logs each trial as a child run of this search."""
         from w2s_ray.tracking.callback import MLflowTrialCallback
 
-        self._require_started()
+        experiment, parent = self._require_started()
         return MLflowTrialCallback(
-            self.tracking_uri, self.experiment_id, self.parent_run_id, dict(self.stage_run_ids),
+            self.tracking_uri, experiment, parent, dict(self.stage_run_ids),
             checkpoints=checkpoints, unlogged_path=self.unlogged_path,
         )
 
     # ----- internals ---------------------------------------------------------------------------
-    def _require_started(self) -> None:
-        if self.parent_run_id is None:
+    def _require_started(self) -> tuple[str, str]:
+        """(experiment id, parent run id); RuntimeError before `start()`."""
+        if self.experiment_id is None or self.parent_run_id is None:
             raise RuntimeError("SearchTracker.start() must be called first")
+        return self.experiment_id, self.parent_run_id
 
     def _get_or_create_experiment(self) -> str:
         from mlflow.exceptions import MlflowException

@@ -61,7 +61,9 @@ def numeric(value: Any) -> float | None:
     return None
 
 
-def split_metrics(values: Mapping[str, Any], skip_prefixes: tuple[str, ...] = ("config/",)) -> tuple[dict[str, float], dict[str, str]]:
+def split_metrics(
+    values: Mapping[str, Any], skip_prefixes: tuple[str, ...] = ("config/",)
+) -> tuple[dict[str, float], dict[str, str]]:
     """Split a (flattened) result into finite metrics and tags recording non-finite values.
 
     Non-numeric values are dropped; NaN/inf values become tags `w2s.nonfinite.<key>` = "nan"/"inf",

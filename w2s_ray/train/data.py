@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.ids_a)
 
-    def subset(self, index: Sequence[int]) -> "Encoded":
+    def subset(self, index: Sequence[int] | np.ndarray) -> "Encoded":
         pick = list(index)
         return Encoded(
             self.kind,

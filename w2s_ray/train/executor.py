@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from w2s_ray.train.job import TrainJob
 
@@ -87,9 +88,10 @@ class RayTrainExecutor:
                 storage_path=self.storage_path,
                 # a worker lost with a node that Ray drained for PREEMPTION (spot reclaim) is retried
                 # from the last checkpoint without using up max_failures (Train V2 counts it apart)
-                failure_config=FailureConfig(max_failures=self.max_failures, max_preemption_failures=-1),
+                # (Train V2's FailureConfig and RunConfig; the type hints are V1's)
+                failure_config=FailureConfig(max_failures=self.max_failures, max_preemption_failures=-1),  # type: ignore[call-arg]
                 checkpoint_config=CheckpointConfig(num_to_keep=1),
-                callbacks=callbacks,
+                callbacks=callbacks,  # type: ignore[arg-type]
             ),
         )
         trainer.fit()

@@ -87,7 +87,7 @@ def _in_ray_train() -> bool:
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    return model.module if hasattr(model, "module") else model  # type: ignore[return-value]  # DDP's .module
 
 
 def _weights(model: torch.nn.Module, mode: str) -> dict[str, torch.Tensor]:
@@ -123,7 +123,8 @@ def run_job(job: TrainJob, ctx) -> None:
             shard = np.arange(ctx.rank, len(enc), ctx.world_size)
             enc, targets = enc.subset(shard), targets[shard]
         # the CPU when this torch cannot use the GPU Ray assigned (CPU build, no driver)
-        model = ray.train.torch.prepare_model(model, move_to_device=work_device(in_ray_train=True))
+        model = ray.train.torch.prepare_model(  # type: ignore[assignment]  # DDP-wrapped ScoreModel
+            model, move_to_device=work_device(in_ray_train=True))
     where = placement(next(model.parameters()).device)
     monitor_enc = {
         split: encode(tokenizer, job.predict[split]["inputs"], job.kind, cfg.max_length)

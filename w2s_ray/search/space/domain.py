@@ -85,7 +85,7 @@ def domain_problem(spec: ParamSpec, value: Any) -> str | None:
         return f"{value!r} ({tname(value)}) is not a number"
     if not spec.low <= value <= spec.high:
         return f"{value!r} is outside [{spec.low}, {spec.high}]"
-    dist = range_distribution(spec.type, spec.low, spec.high, spec.log, spec.step)
+    dist = range_distribution(spec.type, *spec.bounds, spec.log, spec.step)
     if not dist._contains(dist.to_internal_repr(value)):  # in range, so off the step grid
         return f"{value!r} is not on the grid low + k*step (low {spec.low}, step {spec.step})"
     return None
@@ -97,7 +97,8 @@ def values(spec: ParamSpec) -> list[Any]:
         return [spec.value]
     if spec.type == "categorical":
         return list(spec.choices)
-    return list(range(int(spec.low), int(spec.high) + 1, int(spec.step or 1)))
+    low, high = spec.bounds
+    return list(range(int(low), int(high) + 1, int(spec.step or 1)))
 
 
 def as_type(spec: ParamSpec, value: Any) -> Any:
@@ -113,7 +114,7 @@ def as_type(spec: ParamSpec, value: Any) -> Any:
 
 def midpoint(spec: ParamSpec) -> Any:
     """Middle of a range (geometric for log ranges), snapped down onto the step grid."""
-    low, high = spec.low, spec.high
+    low, high = spec.bounds
     mid = math.sqrt(low * high) if spec.log else (low + high) / 2
     if spec.type == "int":
         step = int(spec.step or 1)

@@ -39,6 +39,13 @@ class ParamSpec:
     line: int = 0
     explicit_default: bool = False
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a ``float``/``int`` range (validation guarantees both are set)."""
+        if self.low is None or self.high is None:
+            raise TypeError(f"params.{self.name}: a {self.type} parameter has no range")
+        return self.low, self.high
+
     def contains(self, value: Any) -> bool:
         """Whether ``value`` is a legal value of this parameter (as Optuna would accept it)."""
         return domain_problem(self, value) is None
@@ -144,7 +151,8 @@ class SearchSpace:
         """The file's default, unless a registry entry chosen in ``config`` has its own."""
         if spec.name in self.owned_defaults and not spec.explicit_default:
             selector, by_entry = self.owned_defaults[spec.name]
-            value = by_entry.get(config.get(selector))
+            choice = config.get(selector)
+            value = by_entry.get(choice) if isinstance(choice, str) else None
             if value is not None and spec.contains(value):
                 return as_type(spec, value)
         return spec.default

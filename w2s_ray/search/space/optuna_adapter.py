@@ -29,7 +29,7 @@ def define_by_run(space: SearchSpace, trial: Any) -> dict[str, Any] | None:
         elif spec.type == "categorical":
             chosen[name] = trial.suggest_categorical(name, list(spec.choices))
         else:
-            dist = range_distribution(spec.type, spec.low, spec.high, spec.log, spec.step)
+            dist = range_distribution(spec.type, *spec.bounds, spec.log, spec.step)
             suggest = trial.suggest_int if spec.type == "int" else trial.suggest_float
             chosen[name] = suggest(name, dist.low, dist.high, step=dist.step, log=dist.log)
     return constants or None

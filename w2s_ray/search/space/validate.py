@@ -372,7 +372,7 @@ def _order_and_check_conditions(
         if name in ordered:
             return
         if name in visiting:
-            cycle = " -> ".join(visiting[visiting.index(name):] + [name])
+            cycle = " -> ".join([*visiting[visiting.index(name):], name])
             raise _error(locs[name], f"params.{name}.when", f"conditions form a cycle: {cycle}")
         visiting.append(name)
         for dep in specs[name].when:
@@ -479,7 +479,8 @@ def _parse_baseline(doc: LMap, space: SearchSpace) -> list[dict[str, Any]]:
             raise _error(point.key_locs.get(exc.key, loc), f"{key}.{exc.key}", exc.msg) from None
         for j, (other, other_loc) in enumerate(completed):
             if other == full:
-                raise _error(loc, key, f"same point as baseline[{j}] (line {other_loc.line}) once completed with defaults")
+                raise _error(loc, key,
+                             f"same point as baseline[{j}] (line {other_loc.line}) once completed with defaults")
         completed.append((full, loc))
         points.append(dict(point))
     return points
