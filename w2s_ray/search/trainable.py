@@ -7,6 +7,9 @@ The trial then reports its final validation metrics (``final = 1``) once.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 
@@ -16,6 +19,7 @@ from w2s_ray.objective import gt_objective, prediction_terms, weak_objective
 from w2s_ray.results import compare
 from w2s_ray.search.context import SearchContext
 from w2s_ray.search.space import split_config
+from w2s_ray.stage_pointer import write_pointer
 from w2s_ray.stages import Pipeline, WeakLabelPolicy
 from w2s_ray.train.executor import RayTrainExecutor
 
@@ -79,6 +83,10 @@ def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
                            "gap_se": shared.gap_se, "gap_z": ctx.gap_z}
     source = shared.links[steps - 1] if steps else shared.weak
     student = pipe.student(ctx.strong, cfg, source, policy, weak=shared.weak)
-    checkpoint = tune.Checkpoint.from_directory(str(student.path / "checkpoint"))
-    tune.report(trial_metrics(ctx, student), checkpoint=checkpoint)
+    # the weights stay in the stage cache (their one copy); Tune and MLflow keep a pointer to them
+    staging = write_pointer(Path(tempfile.mkdtemp(prefix="w2s-pointer-")), ctx.cache_uri, "student", student.key)
+    try:
+        tune.report(trial_metrics(ctx, student), checkpoint=tune.Checkpoint.from_directory(str(staging)))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
