@@ -36,9 +36,10 @@ import heapq
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 GPT2 = {  # non-embedding parameters (Kaplan et al.'s N)
     "gpt2": 85_000_000, "gpt2-medium": 302_000_000, "gpt2-large": 708_000_000, "gpt2-xl": 1_475_000_000,
@@ -331,7 +332,7 @@ def main() -> None:
     spec = Spec(**kw, c_gpu=c_cpu / args.gpu_speedup, asha=not args.no_asha,
                 cross_search_dedup=not args.no_cross_search_dedup)
     out = simulate(spec)
-    print(f"c_cpu measured here: " + ", ".join(f"{k} {v:.3e}" for k, v in per.items())
+    print("c_cpu measured here: " + ", ".join(f"{k} {v:.3e}" for k, v in per.items())
           + f" s/(param·token); mean {c_cpu:.3e}; c_gpu = c_cpu / {args.gpu_speedup:g} = {spec.c_gpu:.3e}")
     print(f"grid: {spec.tasks} tasks x {len(spec.pairs)} pairs x {spec.trials} trials, {spec.max_gpus} GPUs "
           f"({spec.gpus_per_node}/node, {spec.node_start_s:g} s node start), max {spec.max_concurrent} trials/search, "

@@ -15,7 +15,7 @@ sys.modules["simulate_grid"] = sim  # dataclasses look their module up
 _spec.loader.exec_module(sim)
 
 
-def _toy(**kw) -> "sim.Spec":
+def _toy(**kw) -> sim.Spec:
     """Every training costs exactly its 10 s start-up (no compute, nothing to load or write)."""
     base = dict(tasks=1, pairs=[("a", "b")], trials=2, max_concurrent=1, lrs=1, max_bootstrap=0,
                 ladder=["a", "b", "c"], params={"a": 1, "b": 1, "c": 1}, total_params={"a": 0, "b": 0, "c": 0},

@@ -11,8 +11,9 @@ serial ones; only the order of the trainings changes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from w2s_ray.train.executor import Executor, Job
 

@@ -84,7 +84,7 @@ def _drop_weights(cache: StageCache, kind: str, key: str) -> int | None:
     if remote_fs is not None:
         import pyarrow.fs as pafs
 
-        remote = cache._remote(kind, key)  # noqa: SLF001 - the cache's own layout
+        remote = cache._remote(kind, key)
         if remote_fs.get_file_info(f"{remote}/checkpoint").type != pafs.FileType.NotFound:
             remote_fs.delete_dir(f"{remote}/checkpoint")
         with remote_fs.open_output_stream(f"{remote}/{PRUNED_NOTE}") as out:
