@@ -118,7 +118,9 @@ def main() -> None:
     sizes = preset.sizes_for(get_task(args.task).kind)
     n = {s: getattr(args, f"n_{s}") or getattr(sizes, s) for s in ("a", "b", "val", "test")}
     work = Path(tempfile.mkdtemp(prefix="w2s-bench-"))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "W2S_CACHE_DIR": str(work / "cache")}
+    repo = str(Path(__file__).resolve().parents[1])  # this checkout's w2s_ray, whatever the cwd
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "W2S_CACHE_DIR": str(work / "cache"),
+           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
     space = work / "space.yaml"
     space.write_text(f"task: {args.task}\nparams:\n  lr: {{type: float, low: 2.0e-5, high: 2.0e-4, log: true}}\n"
                      "  epochs: {fixed: 2}\n  loss: {type: categorical, choices: [xent, logconf]}\n"

@@ -70,6 +70,7 @@ class Spec:
     student_epochs: int = 2
     asha: bool = True
     asha_rf: int = 4
+    asha_grace_epochs: float = 1.0  # the search reports once per epoch: ASHA's first rung is epoch 1
     startup_s: float = 20.0
     load_gbps: float = 1.0
     write_gbps: float = 1.0
@@ -84,7 +85,7 @@ class Spec:
     cross_search_dedup: bool = True
 
 
-def train_seconds(spec: Spec, model: str, train: int, epochs: int, predict: int, monitor: int) -> float:
+def train_seconds(spec: Spec, model: str, train: int, epochs: float, predict: int, monitor: int) -> float:
     """One training's GPU seconds under the cost rule (see the module docstring)."""
     n = spec.params[model]
     compute = spec.c_gpu * n * spec.tokens * (train * epochs + (predict + monitor * epochs) / 3)
@@ -104,7 +105,7 @@ def stage_seconds(spec: Spec, role: str, model: str, epochs: int | None = None) 
     if role == "student":
         return train_seconds(spec, model, spec.n_train, spec.student_epochs, val + test, val)
     if role == "student_stopped":  # ASHA stops it after its first epoch: no final predictions
-        return train_seconds(spec, model, spec.n_train, 1, 0, val)
+        return train_seconds(spec, model, spec.n_train, spec.asha_grace_epochs, 0, val)
     raise ValueError(role)
 
 
@@ -320,7 +321,7 @@ def main() -> None:
     for name in ("tasks", "trials", "max_concurrent", "lrs", "max_bootstrap", "tokens", "max_gpus",
                  "gpus_per_node", "asha_rf"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("startup_s", "load_gbps", "write_gbps", "node_start_s", "idle_s"):
+    for name in ("startup_s", "load_gbps", "write_gbps", "node_start_s", "idle_s", "asha_grace_epochs"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     p.add_argument("--gpu-speedup", type=float, default=2000.0,
                    help="GPU / this machine's CPU throughput on the same training (assumption)")
