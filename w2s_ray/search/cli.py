@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-failures", type=int, default=3, help="retries of a failed training or trial")
     r.add_argument("--shared-concurrency", type=int, default=None,
                    help="shared stages (weak and ceiling candidates) trained at once, each its own Ray Train run "
-                        "(default: 1 on a local machine, where it measured faster; on a cluster all candidates)")
+                        "(default: 1 on a local machine; on a cluster every candidate at once)")
     return p
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from w2s_ray.train.executor import Executor, Job
 
-LOCAL_DEFAULT = 1  # on the 2-core development machine concurrency measured slower (bench/README.md)
+# Locally, serial (the previous behaviour) until bench/shared_concurrency.py has been run on a quiet
+# machine: on 2 cores two concurrent stages each get 1 CPU, so only their start-ups can overlap.
+LOCAL_DEFAULT = 1
 
 
 class DedupExecutor:
