@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     o.add_argument("--experiment", default=None, help="MLflow experiment (default: w2s-<task>)")
     o.add_argument("--checkpoints", choices=["all", "best", "none"], default="best",
-                   help="student checkpoints logged to MLflow")
+                   help="student checkpoints logged to MLflow (a pointer to the stage cache and a "
+                        "w2s.checkpoint_uri tag: the weights are stored once, in the cache)")
+    o.add_argument("--keep-top-k", type=int, default=3,
+                   help="when the search ends keep the weights of the baselines and the K best students by the "
+                        "objective; the others' weights are deleted (their predictions and metrics stay)")
     r = p.add_argument_group("Ray")
     r.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster address (default: local)")
     r.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per training")
@@ -75,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-worker", type=float, default=None,
                    help="GPUs per worker; fractions share a card (default: the preset's)")
     r.add_argument("--max-failures", type=int, default=3, help="retries of a failed training or trial")
+    r.add_argument("--shared-concurrency", type=int, default=None,
+                   help="shared stages (weak and ceiling candidates) trained at once, each its own Ray Train run "
+                        "(default: 1 on a local machine; on a cluster every candidate at once)")
     return p
 
 

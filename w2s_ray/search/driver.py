@@ -415,14 +415,16 @@ def scaling_for(plan: SearchPlan) -> ScalingSpec:
 
 
 def shared_scaling(plan: SearchPlan, scaling: ScalingSpec) -> ScalingSpec:
-    """Shared stages run one at a time before any trial: on a local machine each may use every CPU."""
+    """Shared stages run before any trial, ``--shared-concurrency`` at once: on a local machine they share every CPU."""
     import ray
+
+    from w2s_ray.search.concurrency import shared_concurrency
 
     if plan.args.cpus_per_worker is not None or plan.args.address:
         return scaling
-    total = ray.cluster_resources().get("CPU", 1)
-    share = math.floor(100 * total / scaling.num_workers) / 100
-    return replace(scaling, cpus_per_worker=max(scaling.cpus_per_worker, share))
+    total = ray.cluster_resources().get("CPU", 1) / shared_concurrency(plan)
+    return replace(scaling, cpus_per_worker=max(min(scaling.cpus_per_worker, total),
+                                                math.floor(100 * total / scaling.num_workers) / 100))
 
 
 def compute_shared(plan: SearchPlan, executor: Executor):
@@ -434,6 +436,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
 
     from w2s_ray.activations import SplitActivations, feature_source
     from w2s_ray.metrics import accuracy, gap_standard_error
+    from w2s_ray.search.concurrency import prefetch_shared
     from w2s_ray.search.context import SharedStages
     from w2s_ray.stages import Pipeline, labelled_val
 
@@ -443,12 +446,14 @@ def compute_shared(plan: SearchPlan, executor: Executor):
         acts.ensure(model, executor)
     pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels,
                     activations=acts)
+    prefetch = prefetch_shared(plan, pipe)  # candidates start concurrently; the serial code below waits on them
     weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.references["weak"])
     ceiling, ceil_choice, ceil_table = pipe.select("ceiling", plan.strong, plan.reference_base,
                                                    plan.references["ceiling"])
     chains = {folds: search_chain(plan, pipe, weak, ceiling, folds) for folds in plan.fold_choices}
     default = chains.get(DEFAULT_FOLDS) or chains[plan.fold_choices[0]]
     links = default.links
+    prefetch.close()
     val = labelled_val(plan.data.splits["val"].labels, plan.args.val_labels)
     known = ~np.isnan(val)
     shipped = [feature_source(m, None).model for m in (plan.strong, *plan.ladder[: plan.max_bootstrap])]
@@ -552,7 +557,7 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
     """Run a validated plan end to end; returns the summary written to storage."""
     import ray
 
-    from w2s_ray.search.outputs import confirm_seeds, summarize_search, write_outputs
+    from w2s_ray.search.outputs import confirm_seeds, prune_weights, summarize_search, write_outputs
     from w2s_ray.tracking import SearchTracker
     from w2s_ray.train.executor import RayTrainExecutor
 
@@ -564,7 +569,7 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         executor = RayTrainExecutor(plan.train_storage, scaling, plan.args.max_failures)
         shared = compute_shared(plan, RayTrainExecutor(plan.train_storage, shared_scaling(plan, scaling),
                                                        plan.args.max_failures))
-        _log_stages(tracker, shared)
+        _log_stages(tracker, shared, plan.cache_uri)
         ctx = search_context(plan, shared, scaling)
         callback = tracker.callback(checkpoints=plan.args.checkpoints)
         from w2s_ray.search.fault_hooks import fault_callbacks  # test hooks only when W2S_FAULT_DIR is set
@@ -572,12 +577,15 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         summary = summarize_search(plan, ctx, grid)
         if plan.args.confirm_seeds:
             summary["confirm"] = confirm_seeds(plan, ctx, summary, executor)
+        pruned = prune_weights(plan, summary, grid)  # weights of the baselines and the top-k stay
+        summary["weights"] = pruned.to_dict()
         outputs = write_outputs(plan, summary, grid)
         artifacts = {"outputs": outputs}
         if (outputs / "plots").is_dir():  # plots/ on the parent run, where `report` puts them too
             plots = outputs.parent / f"{outputs.name}-plots"
             (outputs / "plots").rename(plots)
             artifacts["plots"] = plots
+        tracker.tag_weights(callback, pruned.trial_keys, pruned.kept, pruned.pruned, plan.cache_uri)
         unlogged = tracker.finish(summary=summary["final_metrics"], best_config=summary["best_config"],
                                   artifacts=artifacts)
         if not unlogged.ok:
@@ -616,7 +624,9 @@ def _search_tags(plan: SearchPlan) -> dict[str, str]:
     return tags
 
 
-def _log_stages(tracker, shared) -> dict[str, str]:
+def _log_stages(tracker, shared, cache_uri: str) -> dict[str, str]:
+    from w2s_ray.stage_pointer import weights_uri
+
     runs: dict[str, str] = {}
     stages = {"weak": shared.weak, "ceiling": shared.ceiling,
               **{f"bootstrap_{i}": link for i, link in enumerate(shared.links, start=1)}}
@@ -627,9 +637,10 @@ def _log_stages(tracker, shared) -> dict[str, str]:
         metrics = stage.metrics
         flat = {f"{k}": v for k, v in metrics.get("final", {}).items()}
         flat.update({"train_seconds": metrics.get("train_seconds", 0.0), "steps": metrics.get("steps", 0)})
-        artifacts = {"predictions": stage.path / "predictions", "checkpoint": stage.path / "checkpoint"}
+        artifacts = {"predictions": stage.path / "predictions"}  # weights: one copy, in the stage cache
         params = {"model": stage.model, **{f"train.{k}": v for k, v in stage.config.items()}}
         if name in budgets:
             params["budget"] = budgets[name]
-        runs[name] = tracker.log_stage(name, stage.key, flat, artifacts, params)
+        tags = {"w2s.checkpoint_uri": weights_uri(cache_uri, stage.kind, stage.key)}
+        runs[name] = tracker.log_stage(name, stage.key, flat, artifacts, params, tags)
     return runs

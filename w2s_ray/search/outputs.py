@@ -247,6 +247,16 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
     return out
 
 
+def prune_weights(plan, report: dict[str, Any], grid):
+    """Keep the weights of the baselines and the ``--keep-top-k`` best students; delete the other
+    students' weights and any Ray Train checkpoint left by a training that never published."""
+    from w2s_ray.search.prune import drop_leftover_checkpoints, prune_students
+
+    pruned = prune_students(plan.cache_uri, _trial_frame(grid), report["rows"], getattr(plan.args, "keep_top_k", 3))
+    pruned.freed_bytes += drop_leftover_checkpoints(plan.train_storage)
+    return pruned
+
+
 def write_outputs(plan, report: dict[str, Any], grid) -> Path:
     """summary.md, best_config.yaml, trials.parquet, search.json and plots/ under <storage>/<name>/w2s/."""
     from w2s_ray.search.storage import publish_dir

@@ -7,6 +7,9 @@ The trial then reports its final validation metrics (``final = 1``) once.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from w2s_ray.cache import StageCache
@@ -14,6 +17,7 @@ from w2s_ray.method import StudentMethod, method_from_config
 from w2s_ray.objective import gt_objective, prediction_terms, weak_objective
 from w2s_ray.results import compare
 from w2s_ray.search.context import SearchContext
+from w2s_ray.stage_pointer import write_pointer
 from w2s_ray.stages import Pipeline, StageResult
 from w2s_ray.train.executor import RayTrainExecutor
 
@@ -72,6 +76,10 @@ def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
                            "gap_se": shared.gap_se, "gap_z": ctx.gap_z}
     source = label_source(shared, setup.steps, setup.folds)
     student = pipe.student(ctx.strong, setup.cfg, source, setup.weak_labels, weak=shared.weak, folds=setup.folds)
-    checkpoint = tune.Checkpoint.from_directory(str(student.path / "checkpoint"))
-    tune.report(trial_metrics(ctx, student), checkpoint=checkpoint)
+    # the weights stay in the stage cache (their one copy); Tune and MLflow keep a pointer to them
+    staging = write_pointer(Path(tempfile.mkdtemp(prefix="w2s-pointer-")), ctx.cache_uri, "student", student.key)
+    try:
+        tune.report(trial_metrics(ctx, student), checkpoint=tune.Checkpoint.from_directory(str(staging)))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from w2s_ray.errors import unknown_name
+from w2s_ray.stage_pointer import read_pointer
 from w2s_ray.tracking.client import BufferedClient
 from w2s_ray.tracking.search_run import ROLE_TRIAL
 from w2s_ray.tracking.values import split_metrics, to_params
@@ -31,6 +32,8 @@ CHECKPOINT_MODES = {
     "best": "the trial's best checkpoint (by CheckpointConfig's score, else its latest) when it ends",
     "none": "no checkpoints",
 }
+# A checkpoint holding a stage pointer (``stage.json``, as a search's students report) is logged as
+# that pointer plus a ``w2s.checkpoint_uri`` tag: the weights themselves stay in the stage cache.
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Failure|Warning))\b(: .*)?$")
 
@@ -212,10 +215,12 @@ class MLflowTrialCallback(Callback):
             return
         run = self._run(trial)
         local, temp = _local_dir(checkpoint)
+        tags = {"w2s.checkpoint_artifact": f"{CHECKPOINT_ARTIFACT_DIR}/{name}", "w2s.checkpoint_path": checkpoint.path}
+        ref = read_pointer(local)
+        if ref is not None:  # the weights stay in the stage cache: log the pointer, tag their URI
+            tags.update({"w2s.checkpoint_uri": ref["weights_uri"], "w2s.stage_key": ref["key"]})
         self.client.log_artifact(run, local, f"{CHECKPOINT_ARTIFACT_DIR}/{name}", remove_after=temp)
-        self.client.set_tags(run, {
-            "w2s.checkpoint_artifact": f"{CHECKPOINT_ARTIFACT_DIR}/{name}", "w2s.checkpoint_path": checkpoint.path,
-        })
+        self.client.set_tags(run, tags)
         done.append(name)
 
     def _status_tags(self, trial: "Trial", status: str | None = None) -> dict[str, str]:

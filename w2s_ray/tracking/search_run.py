@@ -191,6 +191,33 @@ class SearchTracker:
         self.client.set_status(run, "FINISHED")
         return run
 
+    def tag_weights(self, callback, trial_keys: Mapping[str, str], kept: Mapping[str, list[str]],
+                    pruned: list[str], cache_uri: str) -> None:
+        """Record on each trial's run whether its student's weights were kept (``w2s.checkpoint_kept``:
+        baseline, best, topK) or pruned, and on the parent run the URIs of the kept ones
+        (``w2s.checkpoint.<reason>``), so the baseline's and the best student's weights are one
+        click from the search in the UI. ``callback`` maps trial ids to runs."""
+        from w2s_ray.stage_pointer import weights_uri
+
+        self._require_started()
+        pruned_set = set(pruned)
+        parent: dict[str, str] = {}
+        for trial_id, key in trial_keys.items():
+            run = callback.run_id(trial_id)
+            uri = weights_uri(cache_uri, "student", key)
+            if key in kept:
+                tags = {"w2s.checkpoint_kept": ",".join(kept[key]), "w2s.checkpoint_uri": uri}
+                parent.update({f"w2s.checkpoint.{reason}": uri for reason in kept[key]})
+            elif key in pruned_set:
+                tags = {"w2s.checkpoint_pruned": "true"}
+            else:
+                continue
+            if run is not None:
+                self.client.set_tags(run, tags)
+        if parent:
+            _, parent_run = self._require_started()
+            self.client.set_tags(parent_run, parent)
+
     # ----- trial callback ----------------------------------------------------------------------
     def callback(self, checkpoints: str = "best"):
         """A Tune callback that logs each trial as a child run of this search."""

@@ -176,6 +176,8 @@ def _restore(ckpt_dir: Path | None, model: torch.nn.Module, optimizer, state: Lo
     if ckpt_dir is None or not (ckpt_dir / CKPT_FILE).exists():
         return 0
     blob = torch.load(ckpt_dir / CKPT_FILE, map_location="cpu", weights_only=False)
+    if ckpt_dir.name.startswith("w2s-restore-"):  # our local copy of the Ray Train checkpoint: loaded, so drop it
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     _unwrap(model).load_state_dict(blob["model"], strict=False)
     optimizer.load_state_dict(blob["optimizer"])
     state.epoch, state.step = blob["state"]["epoch"], blob["state"]["step"]
