@@ -132,7 +132,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
         plan.fold_choices = sorted(set(values(folds)))
     if plan.args.confirm_seeds is None:
         plan.args.confirm_seeds = preset.confirm_seeds
-    if args.resume and not _can_restore(plan):
+    if args.resume and not _search_exists(plan):
         raise UserError(f"--resume: no search named {name!r} under {storage} to resume")
     plan.data = prepare_data(data_cfg)  # missing/corrupt/single-class data fails here
     return plan
@@ -247,6 +247,13 @@ def student_modes(plan: SearchPlan) -> set[str]:
     if spec is None:
         return {plan.student_base.mode}
     return {spec.value} if spec.type == "fixed" else set(spec.choices or ())
+
+
+def _search_exists(plan: SearchPlan) -> bool:
+    """A search to ``--resume``: its record (written before its first training) or Tune state."""
+    from w2s_ray.search.record import read_search_record
+
+    return read_search_record(plan.exp_path) is not None or _can_restore(plan)
 
 
 def _can_restore(plan: SearchPlan) -> bool:
@@ -432,6 +439,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     import numpy as np
 
     from w2s_ray.activations import feature_source
+    from w2s_ray.faults import fault_point
     from w2s_ray.search.context import SharedStages
     from w2s_ray.stages import Pipeline, labelled_val
     from w2s_ray.metrics import accuracy, gap_standard_error
@@ -444,6 +452,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels,
                     activations=acts)
     weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.references["weak"])
+    fault_point("driver.shared.after_weak")  # reliability tests only (w2s_ray.faults)
     ceiling, ceil_choice, ceil_table = pipe.select("ceiling", plan.strong, plan.reference_base,
                                                    plan.references["ceiling"])
     chains = {folds: search_chain(plan, pipe, weak, ceiling, folds) for folds in plan.fold_choices}
@@ -553,8 +562,12 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
 
     from w2s_ray.search.outputs import confirm_seeds, summarize_search, write_outputs
     from w2s_ray.tracking import SearchTracker
+    from w2s_ray.search.record import write_search_record
     from w2s_ray.train.executor import RayTrainExecutor
 
+    write_search_record(plan, _search_params(plan))  # the search exists from here on: --resume finds it
+    if plan.args.resume and not _can_restore(plan):
+        print(f"resuming search {plan.name}: no trial state saved yet; finished stages come from the cache")
     init_ray(plan)
     try:
         tracker = SearchTracker(plan.tracking_uri, plan.experiment, plan.name, plan.exp_path)
