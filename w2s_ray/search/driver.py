@@ -581,6 +581,7 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         callback = tracker.callback(checkpoints=plan.args.checkpoints)
         from w2s_ray.search.fault_hooks import fault_callbacks  # test hooks only when W2S_FAULT_DIR is set
         grid = make_tuner(plan, ctx, [callback, *fault_callbacks()]).fit()
+        _mark_orphans(tracker, grid)
         summary = summarize_search(plan, ctx, grid)
         if plan.args.confirm_seeds:
             summary["confirm"] = confirm_seeds(plan, ctx, summary, executor)
@@ -592,6 +593,17 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         return summary
     finally:
         ray.shutdown()
+
+
+def _mark_orphans(tracker, grid) -> None:
+    """Tag child runs of trials this search no longer knows (lost between two Tune state saves)."""
+    from w2s_ray.tracking.orphans import mark_orphan_trials
+
+    known = {r.metrics.get("trial_id") for r in grid if r.metrics} | set(grid.get_dataframe().get("trial_id", []))
+    orphans = mark_orphan_trials(tracker.client, tracker.experiment_id, tracker.parent_run_id, known)
+    if orphans:
+        print(f"marked {len(orphans)} MLflow trial run(s) of trials lost before Tune saved them as w2s.orphan: "
+              + ", ".join(orphans))
 
 
 def _search_params(plan: SearchPlan) -> dict[str, Any]:
