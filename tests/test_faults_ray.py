@@ -97,7 +97,7 @@ class Search:
         return [*head, *self.args, *extra]
 
     def run(self, *extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(self.cmd(*extra), cwd=REPO, env=self.env, capture_output=True, text=True,
+        return subprocess.run(self.cmd(*extra), cwd=REPO, env=self.env, capture_output=True, text=True, check=False,
                               timeout=HANG_GUARD_S)
 
     def start(self, *extra: str) -> subprocess.Popen:

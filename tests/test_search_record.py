@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ def test_resume_accepts_a_search_that_has_only_its_record(tmp_path, data_dir, mo
         tiny_plan(tmp_path, data_dir, "--name", "s", "--resume")
     plan = tiny_plan(tmp_path, data_dir, "--name", "s")
     first = write_search_record(plan, {"num_samples": plan.num_samples})
-    assert json.loads(open(record_path(plan.exp_path)).read()) == first
+    assert json.loads(Path(record_path(plan.exp_path)).read_text()) == first
     assert first["starts"] == 1 and first["settings"] == {"num_samples": 3}
     resumed = tiny_plan(tmp_path, data_dir, "--name", "s", "--resume")  # accepted: the record exists
     second = write_search_record(resumed, {"num_samples": resumed.num_samples})

@@ -33,7 +33,7 @@ def read_search_record(exp_path: str) -> dict[str, Any] | None:
         return None
 
 
-def write_search_record(plan: "SearchPlan", settings: dict[str, Any]) -> dict[str, Any]:
+def write_search_record(plan: SearchPlan, settings: dict[str, Any]) -> dict[str, Any]:
     """Write (atomically: temp file + rename, or one object put) the plan's record; keeps ``created_at``
     and counts ``starts`` when the record exists already. Returns what was written."""
     old = read_search_record(plan.exp_path) or {}
