@@ -7,7 +7,9 @@ retry proceeds) and then fails the way the file says:
 - ``kill`` (the default): SIGKILL itself;
 - ``raise``: raise :class:`InjectedFault`;
 - ``hang``: write ``<dir>/<point>.fired`` (JSON: pid, node id) and block until killed from
-  outside, e.g. by a test that then kills this process's Ray node.
+  outside, e.g. by a test that then kills this process's Ray node (or this trial's actor);
+- ``pause``: write ``<dir>/<point>.fired`` likewise and block until the test removes that file
+  (e.g. after stopping the tracking server), then continue.
 
 A second line ``only_on_node_with=<resource>`` restricts the fault to Ray processes on a node
 that has that custom resource; everywhere else the point stays armed.
@@ -21,6 +23,10 @@ Points:
   directory but not yet published to the cache (nor recorded in its ledger).
 - ``driver.after_trials_<n>``: in the search driver, when the ``n``-th trial completes
   (``w2s_ray.search.fault_hooks``).
+- ``driver.trial_started_<n>``: in the search driver, when the ``n``-th distinct trial has started
+  (its MLflow child run exists), typically before Tune saved its experiment state again.
+- ``driver.shared.after_weak``: in the search driver, once the weak model is selected and cached,
+  before the ceiling (``compute_shared``).
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
-ACTIONS = ("kill", "raise", "hang")
+ACTIONS = ("kill", "raise", "hang", "pause")
 NODE_KEY = "only_on_node_with"
 
 
@@ -64,10 +71,14 @@ def fault_point(point: str) -> None:
         raise InjectedFault(f"injected fault at {point}")
     sys.stdout.flush()
     sys.stderr.flush()
-    if action == "hang":
+    if action in ("hang", "pause"):
         tmp = flag.with_name(f".{flag.name}.fired.tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "node_id": _node_id()}))
         os.replace(tmp, fired_path(flag))
+        if action == "pause":
+            while fired_path(flag).exists():  # until the test releases it
+                time.sleep(0.2)
+            return
         threading.Event().wait()  # until killed
     os.kill(os.getpid(), signal.SIGKILL)
 

@@ -131,7 +131,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
         plan.fold_choices = sorted(set(values(folds)))
     if plan.args.confirm_seeds is None:
         plan.args.confirm_seeds = preset.confirm_seeds
-    if args.resume and not _can_restore(plan):
+    if args.resume and not _search_exists(plan):
         raise UserError(f"--resume: no search named {name!r} under {storage} to resume")
     plan.data = prepare_data(data_cfg)  # missing/corrupt/single-class data fails here
     return plan
@@ -247,6 +247,13 @@ def student_modes(plan: SearchPlan) -> set[str]:
     if spec is None:
         return {plan.student_base.mode}
     return {spec.value} if spec.type == "fixed" else set(spec.choices or ())
+
+
+def _search_exists(plan: SearchPlan) -> bool:
+    """A search to ``--resume``: its record (written before its first training) or Tune state."""
+    from w2s_ray.search.record import read_search_record
+
+    return read_search_record(plan.exp_path) is not None or _can_restore(plan)
 
 
 def _can_restore(plan: SearchPlan) -> bool:
@@ -435,6 +442,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     import numpy as np
 
     from w2s_ray.activations import SplitActivations, feature_source
+    from w2s_ray.faults import fault_point
     from w2s_ray.metrics import accuracy, gap_standard_error
     from w2s_ray.search.concurrency import prefetch_shared
     from w2s_ray.search.context import SharedStages
@@ -448,6 +456,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
                     activations=acts)
     prefetch = prefetch_shared(plan, pipe)  # candidates start concurrently; the serial code below waits on them
     weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.references["weak"])
+    fault_point("driver.shared.after_weak")  # reliability tests only (w2s_ray.faults)
     ceiling, ceil_choice, ceil_table = pipe.select("ceiling", plan.strong, plan.reference_base,
                                                    plan.references["ceiling"])
     chains = {folds: search_chain(plan, pipe, weak, ceiling, folds) for folds in plan.fold_choices}
@@ -558,9 +567,13 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
     import ray
 
     from w2s_ray.search.outputs import confirm_seeds, prune_weights, summarize_search, write_outputs
+    from w2s_ray.search.record import write_search_record
     from w2s_ray.tracking import SearchTracker
     from w2s_ray.train.executor import RayTrainExecutor
 
+    write_search_record(plan, _search_params(plan))  # the search exists from here on: --resume finds it
+    if plan.args.resume and not _can_restore(plan):
+        print(f"resuming search {plan.name}: no trial state saved yet; finished stages come from the cache")
     init_ray(plan)
     try:
         tracker = SearchTracker(plan.tracking_uri, plan.experiment, plan.name, plan.exp_path)
@@ -574,6 +587,7 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         callback = tracker.callback(checkpoints=plan.args.checkpoints)
         from w2s_ray.search.fault_hooks import fault_callbacks  # test hooks only when W2S_FAULT_DIR is set
         grid = make_tuner(plan, ctx, [callback, *fault_callbacks()]).fit()
+        _mark_orphans(tracker, grid)
         summary = summarize_search(plan, ctx, grid)
         if plan.args.confirm_seeds:
             summary["confirm"] = confirm_seeds(plan, ctx, summary, executor)
@@ -593,6 +607,17 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         return summary
     finally:
         ray.shutdown()
+
+
+def _mark_orphans(tracker, grid) -> None:
+    """Tag child runs of trials this search no longer knows (lost between two Tune state saves)."""
+    from w2s_ray.tracking.orphans import mark_orphan_trials
+
+    known = {r.metrics.get("trial_id") for r in grid if r.metrics} | set(grid.get_dataframe().get("trial_id", []))
+    orphans = mark_orphan_trials(tracker.client, tracker.experiment_id, tracker.parent_run_id, known)
+    if orphans:
+        print(f"marked {len(orphans)} MLflow trial run(s) of trials lost before Tune saved them as w2s.orphan: "
+              + ", ".join(orphans))
 
 
 def _search_params(plan: SearchPlan) -> dict[str, Any]:
