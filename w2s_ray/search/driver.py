@@ -571,11 +571,11 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
     from w2s_ray.tracking import SearchTracker
     from w2s_ray.train.executor import RayTrainExecutor
 
-    write_search_record(plan, _search_params(plan))  # the search exists from here on: --resume finds it
-    if plan.args.resume and not _can_restore(plan):
-        print(f"resuming search {plan.name}: no trial state saved yet; finished stages come from the cache")
-    init_ray(plan)
+    init_ray(plan)  # an address that does not answer fails here, before anything is written
     try:
+        write_search_record(plan, _search_params(plan))  # the search exists from here on: --resume finds it
+        if plan.args.resume and not _can_restore(plan):
+            print(f"resuming search {plan.name}: no trial state saved yet; finished stages come from the cache")
         tracker = SearchTracker(plan.tracking_uri, plan.experiment, plan.name, plan.exp_path)
         tracker.start(params=_search_params(plan), tags=_search_tags(plan))
         scaling = scaling_for(plan)
