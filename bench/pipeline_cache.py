@@ -14,9 +14,9 @@ import argparse
 import tempfile
 import time
 
-from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
-from w2s_ray.experiment import ExperimentSpec, run_experiment
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.experiment import ExperimentSpec, run_experiment
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -35,10 +35,10 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from w2s_ray.cache import StageCache
     from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
-    from w2s_ray.data import prepare_data
-    from w2s_ray.stages import Pipeline
+    from w2s_ray.pipeline.cache import StageCache
+    from w2s_ray.pipeline.data import prepare_data
+    from w2s_ray.pipeline.stages import Pipeline
     from w2s_ray.train.executor import LocalExecutor
 
     n = args.n

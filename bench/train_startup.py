@@ -100,11 +100,11 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from w2s_ray.cache import StageCache
     from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
-    from w2s_ray.data import prepare_data
+    from w2s_ray.pipeline.cache import StageCache
+    from w2s_ray.pipeline.data import prepare_data
+    from w2s_ray.pipeline.stages import Pipeline
     from w2s_ray.search.presets import get_preset
-    from w2s_ray.stages import Pipeline
     from w2s_ray.train.executor import RayTrainExecutor, ScalingSpec
 
     work = Path(tempfile.mkdtemp(prefix="w2s-startup-"))

@@ -104,10 +104,10 @@ if [[ " ${TASKS[*]} " == *" methods "* ]]; then
         --epochs 20 --weak-epochs 20 --ceiling-epochs 20 --batch-size 64 --max-length 128 "${sizes[@]}" \
         --weak-labels "$method" --seed 0 1 2 3 4 --pool-seed 0 --out "docs/results/methods/${task}-${method}.json"
     done
-    python -m w2s_ray.summary --methods "docs/results/methods-${task}.md" docs/results/methods/${task}-*.json
+    python -m w2s_ray.analysis.summary --methods "docs/results/methods-${task}.md" docs/results/methods/${task}-*.json
   done
 fi
 shopt -s nullglob
-python -m w2s_ray.summary docs/results.md docs/results/*.json docs/results/search-*.md docs/results/methods-*.md \
+python -m w2s_ray.analysis.summary docs/results.md docs/results/*.json docs/results/search-*.md docs/results/methods-*.md \
   docs/results/legacy/*.json \
   docs/results/legacy/search-*.md

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("W2S_DATA_DIR", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("W2S_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from w2s_ray.activations import ActivationStore, SplitActivations, model_key, text_keys
-from w2s_ray.cache import StageCache
+from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.search.cli import build_parser
 from w2s_ray.search.driver import compute_shared, plan_search
 from w2s_ray.train.executor import LocalExecutor

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from w2s_ray.cache import COMPLETE, StageCache, stage_key
 from w2s_ray.config import TrainConfig
+from w2s_ray.pipeline.cache import COMPLETE, StageCache, stage_key
 
 
 def test_key_depends_on_every_field_and_is_stable():

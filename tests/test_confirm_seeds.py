@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.search_plan import tiny_plan
-from w2s_ray.cache import StageCache
+from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.search.driver import compute_shared, search_context
 from w2s_ray.search.outputs import confirm_seeds
 from w2s_ray.train.executor import LocalExecutor, ScalingSpec
@@ -34,7 +34,7 @@ def test_confirmation_seeds_reshuffle_the_same_pool(plan):
     """Each further seed reshuffles the search's texts among the splits (so activations are reused)."""
     from dataclasses import replace
 
-    from w2s_ray.data import prepare_data
+    from w2s_ray.pipeline.data import prepare_data
 
     def rows(data):
         return {name: set(split.ids) for name, split in data.splits.items()}

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
-from w2s_ray.crossfit import fold_ids, fold_split
-from w2s_ray.data import PreparedData, Split
-from w2s_ray.experiment import ExperimentSpec, run_experiment
-from w2s_ray.stages import Pipeline
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.crossfit import fold_ids, fold_split
+from w2s_ray.pipeline.data import PreparedData, Split
+from w2s_ray.pipeline.experiment import ExperimentSpec, run_experiment
+from w2s_ray.pipeline.stages import Pipeline
 from w2s_ray.train.executor import LocalExecutor
 
 TINY = "tiny-bert"
@@ -53,7 +53,7 @@ def test_no_link_labels_its_own_training_rows(tmp_path, data_dir, model_cache):
     link_dir = cache.get("bootstrap_1", report["stages"]["bootstrap_1"])
     folds = json.loads((link_dir / "checkpoint" / "folds.json").read_text())["folds"]
     assert len(folds) == 3
-    from w2s_ray.data import prepare_data
+    from w2s_ray.pipeline.data import prepare_data
 
     b = prepare_data(spec.data).splits["b"]
     ids = fold_ids(len(b), 3, base.seed)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from w2s_ray.evaluate import CheckpointMismatch, check_checkpoint_keys, load_stage_model
 from w2s_ray.models import build_model
-from w2s_ray.stages import StageResult
+from w2s_ray.pipeline.evaluate import CheckpointMismatch, check_checkpoint_keys, load_stage_model
+from w2s_ray.pipeline.stages import StageResult
 from w2s_ray.train.worker import _weights
 
 CONFIG = {"pooling": "auto", "lora_r": 2, "seed": 0}

@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
-from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
-from w2s_ray.experiment import ExperimentSpec, run_experiment
 from w2s_ray.losses import LOSSES, PARAM_BOUNDS
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.experiment import ExperimentSpec, run_experiment
 
 PLUGIN = textwrap.dedent('''
     import torch

@@ -25,8 +25,8 @@ import pytest
 
 from tests.ray_cluster import LocalRay, tiny_space
 from tests.search_plan import copy_shared_stages
-from w2s_ray.cache import COMPLETE, StageCache
 from w2s_ray.faults import InjectedFault, arm, fired_path
+from w2s_ray.pipeline.cache import COMPLETE, StageCache
 
 REPO = Path(__file__).resolve().parents[1]
 TRIALS = 2

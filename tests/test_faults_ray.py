@@ -31,8 +31,8 @@ import pytest
 from tests.mlflow_fixtures import free_port, stop_process_group, wait_healthy
 from tests.ray_cluster import LocalRay, RayNode, tiny_space
 from tests.search_plan import copy_shared_stages
-from w2s_ray.cache import StageCache
 from w2s_ray.faults import arm, fired_path
+from w2s_ray.pipeline.cache import StageCache
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 900  # generous: a hung search fails the test instead of the session

@@ -14,14 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from w2s_ray.cache import StageCache
 from w2s_ray.config import STUDENT_KNOBS, TrainConfig
-from w2s_ray.data import PreparedData, Split
 from w2s_ray.errors import UserError
 from w2s_ray.losses import LOSSES
 from w2s_ray.method import CHAIN_KNOBS, LABEL_KNOBS, TRAIN_KNOBS, method_from_config
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.data import PreparedData, Split
+from w2s_ray.pipeline.stages import Pipeline, StageResult
 from w2s_ray.search.space.knobs import knob_table, registries
-from w2s_ray.stages import Pipeline, StageResult
 from w2s_ray.weak_labels import WEAK_LABELS
 
 BASE = TrainConfig(lr=1e-3, epochs=1, batch_size=4, max_length=16)

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from w2s_ray.analysis.metrics import Misfit, accuracy, agreement, gap_standard_error, misfit, pgr
 from w2s_ray.errors import UserError
-from w2s_ray.metrics import Misfit, accuracy, agreement, gap_standard_error, misfit, pgr
 
 
 def test_accuracy_hard_and_soft_labels():

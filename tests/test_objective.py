@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from w2s_ray.data import PreparedData, Split
-from w2s_ray.metrics import accuracy
+from w2s_ray.analysis.metrics import accuracy
+from w2s_ray.analysis.results import compare
 from w2s_ray.objective import (
     COLLAPSE_SHARE,
     CONFIDENCE_WEIGHT,
@@ -18,7 +18,7 @@ from w2s_ray.objective import (
     prediction_terms,
     weak_objective,
 )
-from w2s_ray.results import compare
+from w2s_ray.pipeline.data import PreparedData, Split
 
 
 def test_gt_objective_is_pgr_when_the_gap_is_real():

@@ -9,9 +9,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
-from w2s_ray.experiment import ExperimentSpec, run_experiment
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.experiment import ExperimentSpec, run_experiment
 from w2s_ray.weak_labels import LabelContext, WeakLabels
 
 TINY = "tiny-bert"

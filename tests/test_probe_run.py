@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from w2s_ray.cache import StageCache
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
-from w2s_ray.experiment import ExperimentSpec, run_experiment
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.experiment import ExperimentSpec, run_experiment
 from w2s_ray.run import main as run_main
 
 SIZES = SplitSizes(a=40, b=40, val=24, test=24)

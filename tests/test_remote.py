@@ -2,7 +2,8 @@
 
 import pytest
 
-from w2s_ray import cache, remote
+from w2s_ray import remote
+from w2s_ray.pipeline import cache
 from w2s_ray.search import storage
 from w2s_ray.tracking import client
 

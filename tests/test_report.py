@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from w2s_ray.report import make_plots
+from w2s_ray.analysis.plots import make_plots
 
 
 def fake_search(root):
@@ -39,7 +39,7 @@ def test_not_a_search_is_a_clear_error(tmp_path):
 
 
 def test_a_probe_search_also_plots_every_layer_of_both_models(tmp_path, model_cache):
-    from w2s_ray.report import layer_candidates
+    from w2s_ray.analysis.plots import layer_candidates
 
     root = fake_search(tmp_path / "search")
     path = root / "w2s" / "search.json"

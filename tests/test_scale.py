@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from w2s_ray.cache import StageCache
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.stage_pointer import POINTER_FILE, read_pointer, weights_uri, write_pointer
 from w2s_ray.search.concurrency import DedupExecutor, SharedPrefetch
 from w2s_ray.search.prune import PRUNED_NOTE, kept_students, prune_students
-from w2s_ray.stage_pointer import POINTER_FILE, read_pointer, weights_uri, write_pointer
 from w2s_ray.train.executor import drop_checkpoints
 
 

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from tests.ray_cluster import LocalRay, tiny_space
-from w2s_ray.stage_pointer import POINTER_FILE
+from w2s_ray.pipeline.stage_pointer import POINTER_FILE
 
 
 @pytest.mark.ray

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from tests.search_plan import tiny_plan
-from w2s_ray.cache import StageCache
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.stages import Pipeline
 from w2s_ray.search.driver import compute_shared, search_context
 from w2s_ray.search.outputs import summarize_search
 from w2s_ray.search.trainable import student_config, trial_metrics
-from w2s_ray.stages import Pipeline
 from w2s_ray.train.executor import LocalExecutor, ScalingSpec
 
 CONFIGS = [

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from w2s_ray.summary import fmt_pgr, format_runs, mean_std, summarize_runs
+from w2s_ray.analysis.summary import fmt_pgr, format_runs, mean_std, summarize_runs
 
 GAP_REASON = "ceiling − weak gap 0.01 < 0.02: PGR undefined"
 
@@ -48,7 +48,7 @@ def test_all_undefined_says_why_and_single_seed_has_no_std():
 
 
 def test_collate_puts_sections_that_predate_the_current_recipes_last_and_labelled(tmp_path):
-    from w2s_ray.summary import LEGACY_HEADING, collate
+    from w2s_ray.analysis.summary import LEGACY_HEADING, collate
 
     (tmp_path / "legacy").mkdir()
     old = tmp_path / "legacy" / "search-a-old.md"
@@ -64,7 +64,7 @@ def test_collate_puts_sections_that_predate_the_current_recipes_last_and_labelle
 def test_methods_table_pairs_each_method_with_soft_labels_by_seed(tmp_path):
     import json
 
-    from w2s_ray.summary import methods_table
+    from w2s_ray.analysis.summary import methods_table
 
     def runs(method, pgrs):
         return [{"task": "sst2", "weak_model": "w", "strong_model": "s", "seed": seed,

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from tests.test_activations import probe_plan
-from w2s_ray.cache import StageCache
 from w2s_ray.errors import UserError
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.stages import Pipeline
 from w2s_ray.search.driver import compute_shared, search_context
 from w2s_ray.search.space import load_space
 from w2s_ray.search.trainable import student_config
-from w2s_ray.stages import Pipeline
 from w2s_ray.train.executor import LocalExecutor, ScalingSpec
 from w2s_ray.weak_labels import WEAK_LABELS, LabelContext, WeakLabels, knn_labels
 

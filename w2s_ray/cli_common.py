@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from w2s_ray.analysis.metrics import GAP_Z
 from w2s_ray.config import SplitSizes
 from w2s_ray.errors import EXIT_USAGE, UserError
-from w2s_ray.metrics import GAP_Z
 
 
 def key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Config dataclasses, kept apart from the code that executes them.
 
-Every dataclass here is plain data: it hashes stably (see `w2s_ray.cache.stage_key`) and
+Every dataclass here is plain data: it hashes stably (see `w2s_ray.pipeline.cache.stage_key`) and
 round-trips through dicts, so Ray can ship it to workers and the cache can key on it.
 """
 

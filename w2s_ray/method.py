@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from w2s_ray.config import STUDENT_KNOBS, TrainConfig
-from w2s_ray.crossfit import DEFAULT_FOLDS
 from w2s_ray.errors import UserError
 from w2s_ray.losses import LOSSES, get_loss
+from w2s_ray.pipeline.crossfit import DEFAULT_FOLDS
 from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))

@@ -2,7 +2,7 @@
 
 ``gt`` (default): validation PGR from the (capped) GT validation labels. When the shared
 weak/ceiling gap is too small for PGR to mean anything (below ``min_gap``, or within
-``gap_z`` standard errors of zero: the rule of :func:`w2s_ray.metrics.pgr`) the objective
+``gap_z`` standard errors of zero: the rule of :func:`w2s_ray.analysis.metrics.pgr`) the objective
 falls back to the student's accuracy gain over the weak model, which ranks trials
 identically (the gap is the same for every trial in a search) and is flagged as
 ``pgr_defined = 0``.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from w2s_ray.metrics import GAP_Z, agreement, pgr, vote
+from w2s_ray.analysis.metrics import GAP_Z, agreement, pgr, vote
 
 SELECT_MODES = ("gt", "weak")
 

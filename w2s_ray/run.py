@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from w2s_ray.cache import StageCache
+from w2s_ray.analysis.summary import format_runs, summarize_runs
 from w2s_ray.cli_common import (
     OneLineParser,
     add_data_args,
@@ -30,8 +30,8 @@ from w2s_ray.cli_common import (
 )
 from w2s_ray.config import DataConfig, SplitSizes, TrainConfig
 from w2s_ray.errors import UserError, cli_entry
-from w2s_ray.experiment import ExperimentSpec, run_experiment, validate_spec
-from w2s_ray.summary import format_runs, summarize_runs
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.experiment import ExperimentSpec, run_experiment, validate_spec
 from w2s_ray.weak_labels import WEAK_LABELS, WeakLabels
 
 DEFAULT_WEAK = "sentence-transformers/all-MiniLM-L6-v2@L1"
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from w2s_ray.tasks import resolve_data_dir
 
     specs = [replace(s, data=replace(s.data, data_dir=resolve_data_dir(s.data.data_dir))) for s in specs]
-    from w2s_ray.data import prepare_data
+    from w2s_ray.pipeline.data import prepare_data
 
     prepared = [prepare_data(s.data) for s in specs]  # all data errors surface before training
     cache = StageCache(args.cache_dir or "w2s_cache")

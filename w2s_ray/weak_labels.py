@@ -3,7 +3,7 @@
 A method is ``fn(ctx, **params) -> (rows, targets)``: which rows of split B the student trains
 on and their soft targets, given the labels on B of the weak model (or the last bootstrap link).
 Methods that fit anything on B (the kNN / logistic-regression probes, strong-to-strong
-iterations) are cross-fitted over the folds of B (:mod:`w2s_ray.crossfit`): a row's new label
+iterations) are cross-fitted over the folds of B (:mod:`w2s_ray.pipeline.crossfit`): a row's new label
 comes from a fit that never saw that row. Probe methods read the strong model's cached
 activations, so they cost seconds.
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from w2s_ray.crossfit import fold_split
 from w2s_ray.errors import UserError, unknown_name
+from w2s_ray.pipeline.crossfit import fold_split
 
 DEFAULT_METHOD = "soft"
 

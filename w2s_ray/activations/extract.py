@@ -67,8 +67,8 @@ def run_extraction(job: ExtractJob, rows: list[int]) -> None:
     import torch
 
     from w2s_ray.activations.store import ActivationStore
-    from w2s_ray.cache import StageCache
     from w2s_ray.models import POOLINGS, build_model
+    from w2s_ray.pipeline.cache import StageCache
     from w2s_ray.train.data import _pad
 
     if job.threads:

@@ -16,9 +16,9 @@ import numpy as np
 
 from w2s_ray.activations.extract import ExtractJob
 from w2s_ray.activations.store import ActivationStore, model_key, text_keys
-from w2s_ray.cache import StageCache
-from w2s_ray.data import PreparedData
 from w2s_ray.errors import UserError
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.data import PreparedData
 
 TRUNCATION_SIDE = "left"  # part of every activation key (through the store format)
 

@@ -5,7 +5,7 @@ One model's activations (every hidden state, pooled, float16) live under
 max length; each text's key hashes ``model_key`` with the text's token ids, so any split, seed
 or task holding the same text finds it again. A shard is one extraction's texts
 (``keys.npy``, ``hidden.npy`` of shape [texts, layers + 1, hidden]), built in a private
-directory and published atomically by :class:`w2s_ray.cache.StageCache`; readers only ever see
+directory and published atomically by :class:`w2s_ray.pipeline.cache.StageCache`; readers only ever see
 complete shards.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from w2s_ray.cache import StageCache, stage_key
+from w2s_ray.pipeline.cache import StageCache, stage_key
 
 STORE_FORMAT = 2  # bump when the layout, pooling or truncation of stored activations changes (2: left truncation)
 KEY_BYTES = 16  # per-text keys: the first 16 bytes of a sha256

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from w2s_ray.analysis.metrics import GAP_Z
 from w2s_ray.config import TrainConfig
-from w2s_ray.data import PreparedData
-from w2s_ray.metrics import GAP_Z
-from w2s_ray.stages import StageResult
+from w2s_ray.pipeline.data import PreparedData
+from w2s_ray.pipeline.stages import StageResult
 from w2s_ray.train.executor import ScalingSpec
 
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from w2s_ray.cache import StageCache
 from w2s_ray.cli_common import key_values, positive, split_sizes
 from w2s_ray.config import DataConfig, TrainConfig, to_dict
-from w2s_ray.crossfit import DEFAULT_FOLDS
-from w2s_ray.data import PreparedData, prepare_data
 from w2s_ray.errors import UserError
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.crossfit import DEFAULT_FOLDS
+from w2s_ray.pipeline.data import PreparedData, prepare_data
 from w2s_ray.search.presets import Preset, get_preset
 from w2s_ray.search.space import SearchSpace, default_space_path, load_space
 from w2s_ray.search.storage import check_writable, is_remote, normalize
@@ -442,11 +442,11 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     import numpy as np
 
     from w2s_ray.activations import SplitActivations, feature_source
+    from w2s_ray.analysis.metrics import accuracy, gap_standard_error
     from w2s_ray.faults import fault_point
-    from w2s_ray.metrics import accuracy, gap_standard_error
+    from w2s_ray.pipeline.stages import Pipeline, labelled_val
     from w2s_ray.search.concurrency import prefetch_shared
     from w2s_ray.search.context import SharedStages
-    from w2s_ray.stages import Pipeline, labelled_val
 
     assert plan.data is not None  # prepared by plan_search
     acts = SplitActivations(plan.data, plan.cache_uri, plan.reference_base.max_length, plan.reference_base.pooling)
@@ -493,7 +493,7 @@ def _accuracies(stage) -> dict[str, float | None]:
 def search_chain(plan: SearchPlan, pipe, weak, ceiling, folds: int):
     """The search's bootstrap chain over ``folds`` folds: the one chain recipe ``run`` uses too,
     anchored on the selected weak model's and ceiling's learning rates."""
-    from w2s_ray.chain import Chain, link_recipe, run_chain
+    from w2s_ray.pipeline.chain import Chain, link_recipe, run_chain
 
     if not plan.max_bootstrap:
         return Chain()
@@ -650,7 +650,7 @@ def _search_tags(plan: SearchPlan) -> dict[str, str]:
 
 
 def _log_stages(tracker, shared, cache_uri: str) -> dict[str, str]:
-    from w2s_ray.stage_pointer import weights_uri
+    from w2s_ray.pipeline.stage_pointer import weights_uri
 
     runs: dict[str, str] = {}
     stages = {"weak": shared.weak, "ceiling": shared.ceiling,

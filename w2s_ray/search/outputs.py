@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from w2s_ray.cache import StageCache
-from w2s_ray.results import compare
-from w2s_ray.stages import StageResult
-from w2s_ray.summary import mean_std
+from w2s_ray.analysis.results import compare
+from w2s_ray.analysis.summary import mean_std
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.stages import StageResult
 from w2s_ray.train.executor import Executor
 
 
@@ -195,11 +195,11 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
     runs each training (cached stages are reused).
     """
     from w2s_ray.activations import SplitActivations
-    from w2s_ray.data import prepare_data
-    from w2s_ray.paired import paired_comparison, verdict
+    from w2s_ray.analysis.paired import paired_comparison, verdict
+    from w2s_ray.pipeline.data import prepare_data
+    from w2s_ray.pipeline.stages import Pipeline
     from w2s_ray.search.driver import search_chain
     from w2s_ray.search.trainable import student_config
-    from w2s_ray.stages import Pipeline
 
     per_label: dict[str, list[dict]] = {label: [] for label in report["rows"] if confirmed(label)}
     fresh = bool(getattr(plan.args, "fresh_pool", False))
@@ -277,7 +277,7 @@ def write_outputs(plan, report: dict[str, Any], grid) -> Path:
     files["search.json"].write_text(json.dumps({k: v for k, v in report.items() if k != "table"},
                                                indent=2, default=str, sort_keys=True))
     try:  # the search draws its own pictures; a plotting fault must not lose the results
-        from w2s_ray.report import write_plots
+        from w2s_ray.analysis.plots import write_plots
 
         write_plots(json.loads(files["search.json"].read_text()), trials, local / "plots")
     except Exception as exc:  # noqa: BLE001

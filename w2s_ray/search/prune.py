@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from w2s_ray.cache import StageCache
-from w2s_ray.stage_pointer import weights_uri
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.stage_pointer import weights_uri
 
 PRUNED_NOTE = "weights_pruned.json"
 

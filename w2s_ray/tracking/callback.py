@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from w2s_ray.errors import unknown_name
-from w2s_ray.stage_pointer import read_pointer
+from w2s_ray.pipeline.stage_pointer import read_pointer
 from w2s_ray.tracking.client import BufferedClient
 from w2s_ray.tracking.search_run import ROLE_TRIAL
 from w2s_ray.tracking.values import split_metrics, to_params

@@ -197,7 +197,7 @@ class SearchTracker:
         baseline, best, topK) or pruned, and on the parent run the URIs of the kept ones
         (``w2s.checkpoint.<reason>``), so the baseline's and the best student's weights are one
         click from the search in the UI. ``callback`` maps trial ids to runs."""
-        from w2s_ray.stage_pointer import weights_uri
+        from w2s_ray.pipeline.stage_pointer import weights_uri
 
         self._require_started()
         pruned_set = set(pruned)

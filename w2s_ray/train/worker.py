@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from w2s_ray.cache import StageCache
+from w2s_ray.analysis.metrics import accuracy
 from w2s_ray.faults import fault_point
 from w2s_ray.losses import make_loss
-from w2s_ray.metrics import accuracy
 from w2s_ray.models import build_model
 from w2s_ray.models.device import placement, work_device
+from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.train.data import encode
 from w2s_ray.train.job import TrainJob
 from w2s_ray.train.loop import LoopState, fit, make_optimizer, predict

@@ -44,7 +44,7 @@ KNOB_BOUNDS: dict[str, Bounds] = {
     "lora_r": (1, None, False, False),
     "bootstrap_steps": (0, None, False, False),
     "bootstrap_folds": (2, None, False, False),  # one fold would label its own training rows
-    "filter_min_conf": (0.0, 1.0, False, True),  # as w2s_ray.experiment checks: [0, 1)
+    "filter_min_conf": (0.0, 1.0, False, True),  # as w2s_ray.pipeline.experiment checks: [0, 1)
     "weight_decay": (0.0, None, False, False),
     "layer": (0, None, False, False),  # the model's own layer count is checked by the search plan
 }

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from w2s_ray.cache import StageCache
+from w2s_ray.analysis.metrics import GAP_Z
+from w2s_ray.analysis.results import compare
 from w2s_ray.config import DataConfig, TrainConfig, to_dict
-from w2s_ray.crossfit import DEFAULT_FOLDS
-from w2s_ray.data import PreparedData, prepare_data
 from w2s_ray.errors import UserError
 from w2s_ray.method import check_loss_params
-from w2s_ray.metrics import GAP_Z
-from w2s_ray.results import compare
-from w2s_ray.stages import Pipeline
+from w2s_ray.pipeline.cache import StageCache
+from w2s_ray.pipeline.crossfit import DEFAULT_FOLDS
+from w2s_ray.pipeline.data import PreparedData, prepare_data
+from w2s_ray.pipeline.stages import Pipeline
 from w2s_ray.train.executor import Executor, LocalExecutor
 from w2s_ray.weak_labels import WeakLabels
 
@@ -95,7 +95,7 @@ def validate_spec(spec: ExperimentSpec) -> None:
 def run_experiment(spec: ExperimentSpec, cache: StageCache, executor: Executor | None = None,
                    data: PreparedData | None = None) -> dict[str, Any]:
     """Weak, ceiling, optional bootstrap chain and student; returns the metrics report."""
-    from w2s_ray.chain import link_recipe, run_chain
+    from w2s_ray.pipeline.chain import link_recipe, run_chain
 
     executor = executor or LocalExecutor()
     data = data or prepare_data(spec.data)
@@ -132,8 +132,8 @@ def evaluate_ood(spec: ExperimentSpec, ood_task: str, cache: StageCache, executo
                  stages: dict) -> dict[str, Any]:
     """Accuracy and PGR of the trained weak, student and ceiling on another task's test split."""
     from w2s_ray.activations import SplitActivations
-    from w2s_ray.evaluate import predict_stage
-    from w2s_ray.metrics import accuracy, gap_standard_error, pgr
+    from w2s_ray.analysis.metrics import accuracy, gap_standard_error, pgr
+    from w2s_ray.pipeline.evaluate import predict_stage
 
     ood_data = prepare_data(replace(spec.data, task=ood_task, task_options={}))
     split = ood_data.splits["test"]

@@ -99,7 +99,7 @@ def methods_table(json_files: list[str], baseline: str = "soft") -> str:
     import json
     from pathlib import Path
 
-    from w2s_ray.paired import paired_comparison
+    from w2s_ray.analysis.paired import paired_comparison
 
     by_method: dict[str, list[dict[str, Any]]] = {}
     for path in json_files:
@@ -133,9 +133,9 @@ def methods_table(json_files: list[str], baseline: str = "soft") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m w2s_ray.summary OUT.md RUN.json...``: collate run results into markdown.
+    """``python -m w2s_ray.analysis.summary OUT.md RUN.json...``: collate run results into markdown.
 
-    ``python -m w2s_ray.summary --methods OUT.md RUN.json...``: one weak-label methods table.
+    ``python -m w2s_ray.analysis.summary --methods OUT.md RUN.json...``: one weak-label methods table.
     """
     import sys
     from pathlib import Path
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args[1]).write_text(methods_table(args[2:]))
         return 0
     if len(args) < 2:
-        print("usage: python -m w2s_ray.summary OUT.md RUN.json [RUN.json ...]", file=sys.stderr)
+        print("usage: python -m w2s_ray.analysis.summary OUT.md RUN.json [RUN.json ...]", file=sys.stderr)
         return 2
     out, files = Path(args[0]), args[1:]
     header = out.read_text().split("<!-- generated below -->")[0] if out.exists() else ""

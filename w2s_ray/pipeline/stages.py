@@ -1,7 +1,7 @@
 """The weak-to-strong stages: weak, ceiling, bootstrap links and student, each cached.
 
 A bootstrap link (and every relabelling that trains on B, e.g. strong-to-strong) is
-cross-fitted (:mod:`w2s_ray.crossfit`): one training per fold of B on the other folds, each
+cross-fitted (:mod:`w2s_ray.pipeline.crossfit`): one training per fold of B on the other folds, each
 labelling only its held-out fold, so no model labels a row it was trained on.
 
 Every stage is a :class:`TrainJob` keyed by a hash of everything that determines its
@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from w2s_ray.cache import StageCache, stage_key
+from w2s_ray.analysis.metrics import accuracy
 from w2s_ray.config import TrainConfig, to_dict
-from w2s_ray.crossfit import DEFAULT_FOLDS, assemble, fold_ids, fold_split
-from w2s_ray.data import PreparedData
-from w2s_ray.metrics import accuracy
+from w2s_ray.pipeline.cache import StageCache, stage_key
+from w2s_ray.pipeline.crossfit import DEFAULT_FOLDS, assemble, fold_ids, fold_split
+from w2s_ray.pipeline.data import PreparedData
 from w2s_ray.train.executor import Executor
 from w2s_ray.train.job import TrainJob
 from w2s_ray.weak_labels import LabelContext, WeakLabels

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from w2s_ray.data import PreparedData
-from w2s_ray.metrics import GAP_Z, accuracy, agreement, gap_standard_error, misfit, pgr
-from w2s_ray.stages import StageResult, labelled_val
+from w2s_ray.analysis.metrics import GAP_Z, accuracy, agreement, gap_standard_error, misfit, pgr
+from w2s_ray.pipeline.data import PreparedData
+from w2s_ray.pipeline.stages import StageResult, labelled_val
 
 
 def compare(data: PreparedData, weak: StageResult, student: StageResult, ceiling: StageResult,
@@ -17,7 +17,7 @@ def compare(data: PreparedData, weak: StageResult, student: StageResult, ceiling
     """Metrics on one split. On ``val`` only the first ``val_labels`` GT labels are used.
 
     PGR is undefined when ceiling − weak is below ``min_gap`` or within ``gap_z`` paired
-    standard errors of zero on the labelled examples (see :func:`w2s_ray.metrics.pgr`).
+    standard errors of zero on the labelled examples (see :func:`w2s_ray.analysis.metrics.pgr`).
     """
     labels = data.splits[split].labels.astype(np.float64)
     if split == "val":

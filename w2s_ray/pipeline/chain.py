@@ -1,7 +1,7 @@
 """Bootstrap chains: one recipe for every link, tuned per link on GT validation like the references.
 
 ``run`` and ``search`` both build their chain with :func:`run_chain`. Each link is cross-fitted
-on the previous link's labels (:meth:`w2s_ray.stages.Pipeline.link`) and its learning rate
+on the previous link's labels (:meth:`w2s_ray.pipeline.stages.Pipeline.link`) and its learning rate
 (in probe mode also its L2 ``weight_decay``) is chosen on GT validation from a small grid
 around a size-scaled centre: the learning rate interpolated, in log space, between the weak
 model's and the ceiling's learning rates by the link's parameter count (a link as large as the
@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from w2s_ray.analysis.metrics import accuracy
 from w2s_ray.config import TrainConfig
-from w2s_ray.crossfit import DEFAULT_FOLDS
-from w2s_ray.metrics import accuracy
-from w2s_ray.stages import Pipeline, StageResult, labelled_val
+from w2s_ray.pipeline.crossfit import DEFAULT_FOLDS
+from w2s_ray.pipeline.stages import Pipeline, StageResult, labelled_val
 
 LR_FACTORS: tuple[float, ...] = (0.5, 1.0, 2.0)
 PROBE_WEIGHT_DECAYS: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)

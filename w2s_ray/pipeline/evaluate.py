@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from w2s_ray.cache import StageCache, stage_key
-from w2s_ray.data import Split
-from w2s_ray.stages import StageResult
+from w2s_ray.pipeline.cache import StageCache, stage_key
+from w2s_ray.pipeline.data import Split
+from w2s_ray.pipeline.stages import StageResult
 
 
 class CheckpointMismatch(RuntimeError):

@@ -1,0 +1,2 @@
+"""Reading results: metrics and PGR, result comparison, paired seed statistics, markdown summaries
+and plots."""
