@@ -80,12 +80,15 @@ probe_search() {  # probe_search <task> [args...]
   local task=$1; shift
   search "probe-$task" --task "$task" --preset probe --max-concurrent 2 "$@"
 }
-for t in sst2 amazon_polarity boolq cosmos_qa chess rm rm-sciq; do
+for t in sst2 amazon_polarity boolq cosmos_qa chess rm rm-sciq rm-sciq-bare; do
   [[ " ${TASKS[*]} " == *" probe-$t "* || " ${TASKS[*]} " == *" probe "* ]] || continue
   case $t in
     boolq) probe_search boolq --n-a 700 --n-b 700 --n-val 300 --n-test 700 ;;  # 1,237 "no" answers in all
     rm-sciq) search probe-rm-sciq --task rm --task-option source=sciq --preset probe --max-concurrent 2 \
                --n-a 500 --n-b 500 --n-val 200 --n-test 500 ;;
+    # the same pairs without the support passage: the question alone leaves a weak-to-strong gap
+    rm-sciq-bare) search probe-rm-sciq-bare --task rm --task-option source=sciq --task-option passage=false \
+               --preset probe --max-concurrent 2 --n-a 600 --n-b 600 --n-val 200 --n-test 500 ;;
     *) probe_search "$t" ;;
   esac
 done

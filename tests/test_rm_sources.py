@@ -84,6 +84,22 @@ def test_mc_prompts_lead_with_support_or_context(data_dir):
     assert row["text_b"].startswith(f"Context: {raw[row['id']]['context'].strip()}\n\nQuestion: ")
 
 
+@pytest.mark.parametrize("source, value", [("sciq", False), ("cosmos_qa", "false")])
+def test_passage_false_leaves_out_the_passage_and_keeps_rows_labels_and_groups(source, value, data_dir):
+    full = load_task("rm", data_dir, {"source": source})
+    bare = load_task("rm", data_dir, {"source": source, "passage": value})
+    assert column(bare, "id") == column(full, "id") and column(bare, "label") == column(full, "label")
+    assert column(bare, "group") == column(full, "group")  # the same split for every row
+    assert all(r["text_a"].startswith("Question: ") and r["text_b"].startswith("Question: ") for r in bare)
+    for b, f in zip(bare.select(range(200)), full.select(range(200))):
+        assert f["text_a"].endswith(b["text_a"]) and f["text_b"].endswith(b["text_b"])
+
+
+def test_passage_option_rejects_a_non_boolean(data_dir):
+    with pytest.raises(UserError, match=r"option passage='maybe' for task 'rm' is invalid; expected true or false"):
+        load_task("rm", data_dir, {"source": "sciq", "passage": "maybe"})
+
+
 def test_sciq_distractor_equal_to_the_answer_is_never_drawn(data_dir):
     ds = load_task("rm", data_dir, {"source": "sciq"})
     assert stats(ds) == {"distractor_equal_to_answer_ignored": 2}  # SOURCES.md: 2 such test rows

@@ -111,6 +111,17 @@ def choice_option(task: str, option: str, value: Any, allowed: Iterable[str]) ->
     return value
 
 
+def bool_option(task: str, option: str, value: Any) -> bool:
+    """A boolean option, given as a bool or as true/false/1/0/yes/no (any case)."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    parsed = words.get(str(value).strip().lower())
+    if parsed is None:
+        raise UserError(f"option {option}={value!r} for task {task!r} is invalid; expected true or false")
+    return parsed
+
+
 def list_option(task: str, option: str, value: Any, allowed: Iterable[str]) -> tuple[str, ...]:
     """A non-empty subset of `allowed`, given as a list or a comma-separated string."""
     allowed = tuple(allowed)

@@ -7,6 +7,8 @@ order carries no signal. Pairs whose chosen == rejected are dropped (counted in 
 Options:
   source     "hh" (default) | "qa_feedback" | "sciq" | "piqa" | "cosmos_qa"
   hh_splits  subset of the four HH files (list or comma-separated string; default all four)
+  passage    true (default) | false: keep SciQ's support / CosmosQA's context passage in the prompt
+             (SciQ pairs with the passage are near-solved by every model: no weak-to-strong gap)
 QA-Feedback texts are "Question: ...\\n\\nAnswer: ..." (the dev pairs omit the passages);
 it has no Hugging Face dataset, so it needs a data dir.
 
@@ -27,7 +29,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from w2s_ray.tasks.base import RecordTask, binary, choice_option, group_key, list_option
+from w2s_ray.tasks.base import RecordTask, binary, bool_option, choice_option, group_key, list_option
 from w2s_ray.tasks.hub import HubSource
 from w2s_ray.tasks.local import Record
 from w2s_ray.tasks.nlp import HH_HF_ID, HH_SPLITS, CosmosQA, Piqa, SciQ, index, text
@@ -43,10 +45,12 @@ def _same(x: str, y: str) -> bool:
     return x.strip().casefold() == y.strip().casefold()
 
 
-def mc_question(source: str, rec: Record, src: str) -> tuple[list[tuple[str, str]], str, list[str]]:
-    """(labelled prompt parts, correct answer, the other options) of one multiple-choice record."""
+def mc_question(source: str, rec: Record, src: str,
+                passage: bool = True) -> tuple[list[tuple[str, str]], str, list[str]]:
+    """(labelled prompt parts, correct answer, the other options) of one multiple-choice record;
+    ``passage=False`` leaves out SciQ's support and CosmosQA's context."""
     if source == "sciq":
-        support = text(rec.get("support")).strip()
+        support = text(rec.get("support")).strip() if passage else ""
         parts = [("Support", support)] if support else []
         candidates = [text(rec[f"distractor{i}"]) for i in (1, 2, 3)]
         return [*parts, ("Question", text(rec["question"]))], text(rec["correct_answer"]), candidates
@@ -56,16 +60,17 @@ def mc_question(source: str, rec: Record, src: str) -> tuple[list[tuple[str, str
         return [("Question", text(rec["goal"]))], sols[right], [sols[1 - right]]
     if source == "cosmos_qa":
         answers = [text(rec[f"answer{i}"]) for i in range(4)]
-        parts = [("Context", text(rec["context"])), ("Question", text(rec["question"]))]
+        parts = [("Context", text(rec["context"]))] if passage else []
+        parts.append(("Question", text(rec["question"])))
         right = index(rec["label"], 4, "label", src)
         return parts, answers[right], [a for i, a in enumerate(answers) if i != right]
     raise ValueError(f"not a multiple-choice source: {source!r}")
 
 
 def mc_pair(source: str, rec: Record, rng: random.Random, src: str,
-            stats: Counter[str]) -> tuple[str, str] | None:
+            stats: Counter[str], passage: bool = True) -> tuple[str, str] | None:
     """(chosen, rejected) texts for one multiple-choice record, or None if it has no distractor."""
-    parts, correct, candidates = mc_question(source, rec, src)
+    parts, correct, candidates = mc_question(source, rec, src, passage)
     correct = correct.strip()
     pool = [c.strip() for c in candidates if c.strip()]
     distractors = list(dict.fromkeys(c for c in pool if not _same(c, correct)))
@@ -84,6 +89,7 @@ def prompt_group(source: str, rec: Record, chosen: str, rejected: str) -> str:
     if source == "qa_feedback":
         return group_key(rec["question"])
     if source in MC_SOURCES:
+        # the group ignores `passage`, so leaving the passage out never changes which split a row joins
         parts, _, _ = mc_question(source, rec, "rm")
         # CosmosQA's questions repeat across stories ("What may happen next?"): group by story only
         keys = [v for name, v in parts if name == "Context"] if source == "cosmos_qa" else [v for _, v in parts]
@@ -98,7 +104,7 @@ class RewardModelTask(RecordTask):
     label_meaning = "response_preferred"
     description = ("preference pairs (HH-RLHF, QA-Feedback, or correct-vs-distractor answers from "
                    "SciQ/PIQA/CosmosQA); label 1 = text_a is the preferred response")
-    options: dict[str, Any] = {"source": "hh", "hh_splits": HH_SPLITS}  # noqa: RUF012 (a default; SpecTask sets its own)
+    options: dict[str, Any] = {"source": "hh", "hh_splits": HH_SPLITS, "passage": True}  # noqa: RUF012 (a default; SpecTask sets its own)
     hub = (HubSource(HH_HF_ID),)
     required = ("chosen", "rejected")
 
@@ -107,6 +113,7 @@ class RewardModelTask(RecordTask):
             **options,
             "source": choice_option(self.name, "source", options["source"], RM_SOURCES),
             "hh_splits": list_option(self.name, "hh_splits", options["hh_splits"], HH_SPLITS),
+            "passage": bool_option(self.name, "passage", options["passage"]),
         }
 
     def required_columns(self, options):
@@ -133,7 +140,7 @@ class RewardModelTask(RecordTask):
 
     def format(self, rec, rng, options, source, stats):
         if options["source"] in MC_SOURCES:
-            pair = mc_pair(options["source"], rec, rng, source, stats)
+            pair = mc_pair(options["source"], rec, rng, source, stats, options["passage"])
             if pair is None:
                 return None
             chosen, rejected = pair
