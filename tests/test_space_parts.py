@@ -1,4 +1,4 @@
-"""The search-space package one module at a time: parser, domains, knob table, validator, adapter."""
+"""The search-space package one module at a time: domains, knob table, validator, adapter."""
 
 from __future__ import annotations
 
@@ -21,35 +21,7 @@ from w2s_ray.search.space.knobs import ParamRegistry, knob_table, registries
 from w2s_ray.search.space.model import ParamSpec
 from w2s_ray.search.space.optuna_adapter import define_by_run, points_to_evaluate
 from w2s_ray.search.space.validate import build_space
-from w2s_ray.search.space.yaml_lines import LMap, Loc, LSeq, parse_yaml
-
-# ---------------------------------------------------------------------------------------------
-# yaml_lines
-
-
-def test_parser_records_file_and_line_of_every_key_and_item():
-    doc = parse_yaml("a: 1\nb:\n  - x\n  - {c: 2}\n", "f.yaml")
-    assert isinstance(doc, LMap) and doc.key_locs == {"a": Loc("f.yaml", 1), "b": Loc("f.yaml", 2)}
-    seq = doc["b"]
-    assert isinstance(seq, LSeq) and seq.locs == [Loc("f.yaml", 3), Loc("f.yaml", 4)]
-    assert seq[1].key_locs["c"] == Loc("f.yaml", 4) and str(seq[1].key_locs["c"]) == "f.yaml:4"
-
-
-def test_parser_reads_exponent_without_dot_as_float():
-    assert parse_yaml("x: 1e-5\ny: '1e-5'\n", "f") == {"x": 1e-5, "y": "1e-5"}
-
-
-@pytest.mark.parametrize("text,fragment", [
-    ("a: 1\na: 2\n", "f.yaml:2: a: duplicate key (first on line 1)"),
-    ("1: a\n", "f.yaml:1: mapping key 1 must be a string"),
-    ("a: [\n", "f.yaml:2: invalid YAML"),
-    ("a: !!python/name:os.system\n", "f.yaml:1: invalid YAML"),
-])
-def test_parser_faults_are_one_located_line(text, fragment):
-    with pytest.raises(UserError) as info:
-        parse_yaml(text, "f.yaml")
-    assert str(info.value).startswith(fragment) and "\n" not in str(info.value)
-
+from w2s_ray.yaml_lines import parse_yaml
 
 # ---------------------------------------------------------------------------------------------
 # domain

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from w2s_ray.analysis.plots import _sizes, load_search, log_plots, make_plots
+from w2s_ray.analysis.plots import log_plots, make_plots
+from w2s_ray.analysis.search_file import load_search, model_sizes
 from w2s_ray.errors import UserError, cli_entry
 
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     search_dir = Path(args.search)
     loaded = load_search(search_dir)
     search = loaded[0]
-    _sizes(search)  # unknown models fail here, before any file is written
+    model_sizes(search)  # unknown models fail here, before any file is written
     plots = plots_dir_for(search_dir, args.plots_dir)
     uri = None if args.no_mlflow else report_tracking_uri(args.tracking_uri, search, Path.cwd())
     paths = make_plots(search_dir, plots, loaded)

@@ -36,7 +36,7 @@ from w2s_ray.errors import UserError
 from w2s_ray.tasks.base import RecordTask, TaskKind, binary, group_key
 from w2s_ray.tasks.hub import HubSource
 from w2s_ray.tasks.local import SUFFIXES, Record, file_stem, read_records, require_columns, require_file
-from w2s_ray.tasks.yamlfile import LineMap
+from w2s_ray.yaml_lines import LMap
 
 KINDS: tuple[str, ...] = ("classify", "pairwise")
 KIND_KEYS: dict[str, tuple[str, ...]] = {"classify": ("text", "label"), "pairwise": ("chosen", "rejected", "prompt")}
@@ -155,7 +155,7 @@ class _Where:
 
     def error(self, key: str, msg: str, node: Mapping[str, Any] | None = None) -> UserError:
         node = self.doc if node is None else node
-        if isinstance(node, LineMap):
+        if isinstance(node, LMap):
             return UserError(f"{self.where}:{node.line_of(key)}: {key}: {msg}")
         return UserError(f"{self.where} {key}: {msg}")
 

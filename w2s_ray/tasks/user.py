@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from w2s_ray.errors import UserError
 from w2s_ray.tasks.local import SUFFIXES, file_stem, read_records, require_file
 from w2s_ray.tasks.spec import SpecTask, parse_spec
-from w2s_ray.tasks.yamlfile import read_yaml_map
+from w2s_ray.yaml_lines import LMap, read_yaml
 
 YAML_SUFFIXES: tuple[str, ...] = (".yaml", ".yml")
 SHIPPED_DIR = Path(__file__).with_name("yaml")
@@ -31,9 +31,21 @@ def is_task_path(value: str) -> bool:
     return value.endswith(YAML_SUFFIXES) or value.endswith(SUFFIXES)
 
 
+def read_task_yaml(path: Path) -> LMap:
+    """The top-level mapping of a task YAML; UserError ``<file>:<line>: ...`` for any fault."""
+    where = str(path)
+    if not path.is_file():
+        raise UserError(f"task file not found: {where}")
+    doc = read_yaml(path, where, "task file", exponent_floats=False)
+    if not isinstance(doc, LMap):
+        got = "list" if isinstance(doc, list) else type(doc).__name__
+        raise UserError(f"{where}:1: a task file must be a YAML mapping of keys, got {got}")
+    return doc
+
+
 def task_from_yaml(path: Path, *, user: bool = True) -> SpecTask:
     """The task a YAML file describes (relative `path:` entries resolve against its folder)."""
-    doc = read_yaml_map(path, "task file")
+    doc = read_task_yaml(path)
     spec = parse_spec(doc, str(path), path.parent, path.name.rsplit(".", 1)[0])
     return SpecTask(spec, user=user)
 

@@ -6,9 +6,9 @@ baseline points that are always measured first; it may build on a base file with
 ``include:``. The format is documented in ``search_spaces/README.md``. Every file is validated
 completely at load time; any fault becomes one ``UserError`` line ``<file>:<line>: <key>: <problem>``.
 
-Modules, one job each: ``yaml_lines`` (YAML with file:line locations), ``files`` (where
-spaces live), ``include`` (``include:`` resolution and merging), ``knobs`` (the table of what
-may be searched), ``domain`` (a parameter's values, via ``optuna.distributions``),
+Modules, one job each (YAML with file:line locations comes from ``w2s_ray.yaml_lines``):
+``files`` (where spaces live), ``include`` (``include:`` resolution and merging), ``knobs``
+(the table of what may be searched), ``domain`` (a parameter's values, via ``optuna.distributions``),
 ``validate`` (document -> ``SearchSpace``), ``model`` (the data model), ``optuna_adapter``
 (define-by-run and baseline points), ``loader`` (``load_space``).
 """

@@ -15,7 +15,7 @@ from typing import Any
 
 from w2s_ray.errors import UserError
 from w2s_ray.search.space.files import available_hint, include_candidates
-from w2s_ray.search.space.yaml_lines import LMap, display, read_yaml
+from w2s_ray.yaml_lines import LMap, display, read_yaml
 
 __all__ = ["INCLUDE_KEY", "read_with_includes"]
 
@@ -27,8 +27,18 @@ def read_with_includes(path: Path) -> tuple[Any, tuple[Path, ...]]:
     return _read(path, ())
 
 
+def _read_space_file(path: Path, missing_hint: str = "") -> Any:
+    """Read and parse the space file ``path``; ``missing_hint`` ends the not-found error."""
+    where = display(path)
+    if not path.exists():
+        raise UserError(f"search space file not found: {where}{missing_hint}")
+    if not path.is_file():
+        raise UserError(f"search space path is not a file: {where}")
+    return read_yaml(path, where, "search space")
+
+
 def _read(path: Path, chain: tuple[Path, ...]) -> tuple[Any, tuple[Path, ...]]:
-    doc = read_yaml(path, available_hint() if not chain else "")
+    doc = _read_space_file(path, available_hint() if not chain else "")
     if not isinstance(doc, LMap) or INCLUDE_KEY not in doc:
         return doc, (path,)
     loc, name = doc.key_locs[INCLUDE_KEY], doc[INCLUDE_KEY]

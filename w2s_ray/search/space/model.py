@@ -10,7 +10,7 @@ from typing import Any
 from w2s_ray.config import STUDENT_KNOBS
 from w2s_ray.errors import UserError
 from w2s_ray.search.space.domain import as_type, domain_problem, same, unknown, values
-from w2s_ray.search.space.yaml_lines import display
+from w2s_ray.yaml_lines import display
 
 __all__ = ["ParamSpec", "PointError", "SearchSpace", "split_config"]
 

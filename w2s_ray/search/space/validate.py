@@ -28,7 +28,7 @@ from w2s_ray.search.space.domain import (
 )
 from w2s_ray.search.space.knobs import PAPER_DEFAULTS, Knob, ParamRegistry, knob_table
 from w2s_ray.search.space.model import ParamSpec, PointError, SearchSpace
-from w2s_ray.search.space.yaml_lines import LMap, Loc, LSeq, display
+from w2s_ray.yaml_lines import LMap, Loc, LSeq, display
 
 __all__ = ["PARAM_FIELDS", "PARAM_TYPES", "TOP_KEYS", "build_space"]
 
@@ -67,7 +67,7 @@ class _Ctx:
 def build_space(
     doc: Any, path: Path, files: tuple[Path, ...], kind: str, task: str | None, regs: tuple[ParamRegistry, ...]
 ) -> SearchSpace:
-    """Check ``doc`` (from ``yaml_lines``/``include``) for a ``kind`` task and build its space."""
+    """Check ``doc`` (from ``w2s_ray.yaml_lines``/``include``) for a ``kind`` task and build its space."""
     where = files[0] if files else path
     if doc is None:
         raise UserError(f"{display(where)}:1: search space is empty; it needs at least 'params'")

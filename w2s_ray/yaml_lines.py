@@ -1,12 +1,14 @@
 """YAML with locations: every mapping key and sequence item remembers ``<file>:<line>``.
 
-A SafeLoader that also refuses duplicate and non-string keys and reads ``1e-5`` as a float.
-Faults become one ``UserError`` line ``<file>:<line>: <problem>``.
+The one YAML loader of search-space files and task files: a SafeLoader that also refuses
+duplicate and non-string keys, and (unless told not to) reads ``1e-5`` as a float. Faults
+become one ``UserError`` line ``<file>:<line>: <problem>``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ class Loc:
         return f"{self.file}:{self.line}"
 
 
-class LMap(dict):
+class LMap(dict[str, Any]):
     """A YAML mapping that remembers where it and each of its keys are."""
 
     def __init__(self, loc: Loc) -> None:
@@ -37,8 +39,12 @@ class LMap(dict):
         self.loc = loc
         self.key_locs: dict[str, Loc] = {}
 
+    def line_of(self, key: str) -> int:
+        """The line of ``key``, else of the mapping itself."""
+        return self.key_locs[key].line if key in self.key_locs else self.loc.line
 
-class LSeq(list):
+
+class LSeq(list[Any]):
     """A YAML sequence that remembers where it and each of its items are."""
 
     def __init__(self, loc: Loc) -> None:
@@ -70,7 +76,11 @@ class _Loader(yaml.SafeLoader):
         return Loc(self.where, node.start_mark.line + 1)
 
 
-def _construct_map(loader: _Loader, node: yaml.MappingNode):
+class _ExponentLoader(_Loader):
+    """``_Loader`` that also reads ``1e-5`` (no dot) as a float."""
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[LMap]:
     data = LMap(loader.loc(node))
     yield data
     loader.flatten_mapping(node)
@@ -85,7 +95,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode):
         data.key_locs[key] = loc
 
 
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode):
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> Iterator[LSeq]:
     data = LSeq(loader.loc(node))
     yield data
     for child in node.value:
@@ -96,16 +106,19 @@ def _construct_seq(loader: _Loader, node: yaml.SequenceNode):
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 # YAML 1.1 reads `1e-5` (no dot) as a string; read it as the float everybody means.
-_Loader.add_implicit_resolver(
+_ExponentLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
 
 
-def parse_yaml(text: str, where: str) -> Any:
-    """Parse ``text`` (named ``where`` in locations and errors) into ``LMap``/``LSeq``/scalars."""
-    loader = _Loader(text)
+def parse_yaml(text: str, where: str, *, exponent_floats: bool = True) -> Any:
+    """Parse ``text`` (named ``where`` in locations and errors) into ``LMap``/``LSeq``/scalars.
+
+    ``exponent_floats=False`` keeps YAML 1.1's reading of ``1e-5`` as the string ``"1e-5"``.
+    """
+    loader = (_ExponentLoader if exponent_floats else _Loader)(text)
     loader.where = where
     try:
         return loader.get_single_data()
@@ -122,15 +135,10 @@ def parse_yaml(text: str, where: str) -> Any:
         loader.dispose()
 
 
-def read_yaml(path: Path, missing_hint: str = "") -> Any:
-    """Read and parse the YAML file ``path``; ``missing_hint`` ends the not-found error."""
-    where = display(path)
-    if not path.exists():
-        raise UserError(f"search space file not found: {where}{missing_hint}")
-    if not path.is_file():
-        raise UserError(f"search space path is not a file: {where}")
+def read_yaml(path: Path, where: str, what: str, *, exponent_floats: bool = True) -> Any:
+    """Read and parse the existing YAML file ``path``; a read fault is ``cannot read <what> <where>: ...``."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read search space {where}: {exc}") from None
-    return parse_yaml(text, where)
+        raise UserError(f"cannot read {what} {where}: {exc}") from None
+    return parse_yaml(text, where, exponent_floats=exponent_floats)
