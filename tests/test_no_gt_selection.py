@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 
 from tests.search_plan import tiny_plan
-from w2s_ray.objective import epoch_objective
 from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.pipeline.stages import Pipeline
 from w2s_ray.search.driver import compute_shared, search_context
+from w2s_ray.search.objective import epoch_objective
 from w2s_ray.search.trainable import student_config, trial_metrics
 from w2s_ray.train.executor import LocalExecutor, ScalingSpec
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from w2s_ray.analysis.results import compare
 from w2s_ray.method import StudentMethod, method_from_config
-from w2s_ray.objective import gt_objective, prediction_terms, weak_objective
 from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.pipeline.stage_pointer import write_pointer
 from w2s_ray.pipeline.stages import Pipeline, StageResult
 from w2s_ray.search.context import SearchContext
+from w2s_ray.search.objective import gt_objective, prediction_terms, weak_objective
 from w2s_ray.train.executor import RayTrainExecutor
 
 

@@ -145,11 +145,11 @@ def run_job(job: TrainJob, ctx) -> None:
                 known = ~np.isnan(ref)  # hidden GT labels (--val-labels cap) are NaN
                 metrics[name] = accuracy(probs[known], ref[known])
                 if split == "val":  # the no-GT objective's student-only terms (predicted-class share)
-                    from w2s_ray.objective import prediction_terms
+                    from w2s_ray.search.objective import prediction_terms
 
                     metrics.update(prediction_terms(probs))
             if "objective" in job.meta:
-                from w2s_ray.objective import epoch_objective
+                from w2s_ray.search.objective import epoch_objective
 
                 metrics["objective"] = epoch_objective(metrics, job.meta["objective"])
             st.history[-1].update({k: v for k, v in metrics.items() if k.startswith("val_")})
