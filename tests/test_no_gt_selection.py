@@ -1,39 +1,65 @@
 """Under ``--select-on weak`` every epoch reports the same no-GT score the final pick uses.
 
-Trains one tiny student in-process with the search's own trial code; no Ray needed.
+Trains one tiny student in-process with the search's own trial code; no Ray needed. The job goes
+through pickle on its way to the worker, as it does to a Ray Train worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import pytest
 
 from tests.search_plan import tiny_plan
-from w2s_ray.objective import epoch_objective
 from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.pipeline.stages import Pipeline
 from w2s_ray.search.driver import compute_shared, search_context
-from w2s_ray.search.trainable import student_config, trial_metrics
-from w2s_ray.train.executor import LocalExecutor, ScalingSpec
+from w2s_ray.search.objective import epoch_objective
+from w2s_ray.search.trainable import student_config, student_epoch_objective, trial_metrics
+from w2s_ray.train.executor import Job, LocalExecutor, ScalingSpec
+from w2s_ray.train.job import TrainJob
+from w2s_ray.train.worker import _LocalContext, run_job
+
+
+class _ReportingExecutor:
+    """Runs a training in-process from a pickled job and keeps its worker reports."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict] = []
+
+    def run(self, job: Job, name: str) -> None:
+        assert isinstance(job, TrainJob)
+        shipped = TrainJob.from_dict(pickle.loads(pickle.dumps(job.to_dict())))
+        ctx = _LocalContext()
+        run_job(shipped, ctx)
+        self.reports.extend(ctx.reports)
 
 
 def test_each_epoch_reports_the_final_no_gt_score_terms(tmp_path, data_dir, model_cache):
     plan = tiny_plan(tmp_path, data_dir, "--select-on", "weak")
-    executor = LocalExecutor()
-    shared = compute_shared(plan, executor)
+    shared = compute_shared(plan, LocalExecutor())
     ctx = search_context(plan, shared, ScalingSpec())
+    executor = _ReportingExecutor()
     pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
-    meta = {"select_on": "weak", "weak": shared.weak_val_acc, "ceiling": shared.ceiling_val_acc,
-            "min_gap": ctx.min_gap, "gap_se": shared.gap_se, "gap_z": ctx.gap_z}
-    pipe.objective_meta = meta
+    hook = student_epoch_objective(ctx)
+    assert hook.select_on == "weak"
+    meta = dataclasses.asdict(hook)
     cfg, _, policy, _ = student_config({"loss": "xent", "lr": 5e-4, "epochs": 2}, ctx)
-    student = pipe.student(plan.strong, cfg, shared.weak, policy, weak=shared.weak)
+    student = pipe.student(plan.strong, cfg, shared.weak, policy, weak=shared.weak, epoch_metrics=hook)
 
     history = student.metrics["history"]
     assert len(history) == 2
-    for epoch in history:  # the worker adds the predicted-class share and confidence to each epoch
+    for epoch in history:  # the hook adds the predicted-class share and confidence to each epoch
         assert 0.5 <= epoch["val_major_share"] <= 1.0 and 0.0 <= epoch["val_confidence"] <= 1.0
+    assert [r["epoch"] for r in executor.reports] == [1, 2]  # each epoch's report carries the objective
+    for report, epoch in zip(executor.reports, history):
+        assert report["objective"] == epoch_objective(epoch, meta)
+    assert "objective" not in student.metrics["meta"]  # the hook is not the stage's metadata
+    assert not {"val_major_share", "objective"} & set(shared.weak.metrics["history"][-1])  # no hook, no terms
     final = trial_metrics(ctx, student)
     assert final["objective"] == final["objective_weak"]
     # what ASHA saw at the last epoch is exactly the score the final pick ranks by
     assert epoch_objective(history[-1], meta) == pytest.approx(final["objective_weak"], abs=1e-12)
     assert final["student_major_share"] == pytest.approx(history[-1]["val_major_share"])
+

@@ -10,7 +10,8 @@ import pytest
 
 from w2s_ray.analysis.metrics import accuracy
 from w2s_ray.analysis.results import compare
-from w2s_ray.objective import (
+from w2s_ray.pipeline.data import PreparedData, Split
+from w2s_ray.search.objective import (
     COLLAPSE_SHARE,
     CONFIDENCE_WEIGHT,
     epoch_objective,
@@ -18,7 +19,6 @@ from w2s_ray.objective import (
     prediction_terms,
     weak_objective,
 )
-from w2s_ray.pipeline.data import PreparedData, Split
 
 
 def test_gt_objective_is_pgr_when_the_gap_is_real():

@@ -27,7 +27,7 @@ from w2s_ray.pipeline.cache import StageCache, stage_key
 from w2s_ray.pipeline.crossfit import DEFAULT_FOLDS, assemble, fold_ids, fold_split
 from w2s_ray.pipeline.data import PreparedData
 from w2s_ray.train.executor import Executor
-from w2s_ray.train.job import TrainJob
+from w2s_ray.train.job import EpochMetrics, TrainJob
 from w2s_ray.weak_labels import LabelContext, WeakLabels
 
 PROBE_FORMAT = "cached-activations-1"  # in probe stages' keys; bump when the probe fit changes
@@ -69,14 +69,16 @@ class Pipeline:
     val_labels: int | None = None
     predict_test: bool = True
     trial_meta: dict[str, Any] = field(default_factory=dict)
-    objective_meta: dict[str, Any] | None = None  # lets student workers report a per-epoch objective
     activations: Any = None  # SplitActivations for probe stages (built on first use if None)
     probe_threads: int = 1  # torch threads of an in-process probe fit
 
     # -- generic ------------------------------------------------------------
     def _run(self, kind: str, model: str, cfg: TrainConfig, train_split: str, rows: np.ndarray,
              targets: np.ndarray, predict: list[str], monitor: dict, upstream: dict,
-             meta: dict | None = None) -> StageResult:
+             meta: dict | None = None, epoch_metrics: EpochMetrics | None = None) -> StageResult:
+        """Reuse the cached stage or train it. The key covers what determines the outputs; ``meta``
+        (ledger and metrics labels) and ``epoch_metrics`` (extra per-epoch reports) stay out of it.
+        A probe fit runs in this process and reports no epochs, so ``epoch_metrics`` is not called."""
         payload = {
             "data": self.data.fingerprint, "model": model, "train": to_dict(cfg), "train_split": train_split,
             "rows": rows.tolist(), "targets": np.round(targets, 12).tolist(), "predict": sorted(predict),
@@ -97,10 +99,8 @@ class Pipeline:
                 predict={name: self.data.splits[name].job_view(with_labels=self._labels_visible(kind, name))
                          for name in predict},
                 monitor=monitor, cache_uri=self.cache.uri, cache_kind=kind, cache_key=key,
-                meta={"task": self.data.task, **self.trial_meta, **(meta or {})},
+                meta={"task": self.data.task, **self.trial_meta, **(meta or {})}, epoch_metrics=epoch_metrics,
             )
-            if kind == "student" and self.objective_meta:
-                job.meta["objective"] = self.objective_meta
             trial = self.trial_meta.get("trial_id")
             self.executor.run(job, name=f"{kind}-{key}" + (f"-{trial}" if trial else ""))
             found = self.cache.get(kind, key)
@@ -163,8 +163,7 @@ class Pipeline:
                        "train_seconds": seconds, "n_train": len(rows), "resumed_from_step": 0,
                        "train_config": to_dict(cfg), "meta": meta, "executor": "in-process probe"}
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-            self.cache.record_training(kind, key, seconds=seconds, steps=history[-1]["step"], probe=True,
-                                       **{k: v for k, v in meta.items() if k != "objective"})
+            self.cache.record_training(kind, key, seconds=seconds, steps=history[-1]["step"], probe=True, **meta)
 
         return self.cache.put(kind, key, build)
 
@@ -258,9 +257,12 @@ class Pipeline:
 
     def student(self, model: str, cfg: TrainConfig, labels_from: StageResult,
                 weak_labels: WeakLabels | None = None, weak: StageResult | None = None,
-                folds: int = DEFAULT_FOLDS) -> StageResult:
+                folds: int = DEFAULT_FOLDS, epoch_metrics: EpochMetrics | None = None) -> StageResult:
         """Strong student trained on labels from the weak model or last bootstrap link, processed by
-        ``weak_labels`` (a registered method; those that fit on B are cross-fitted over ``folds``)."""
+        ``weak_labels`` (a registered method; those that fit on B are cross-fitted over ``folds``).
+
+        ``epoch_metrics`` adds to each of the student's epoch reports (a search's objective); the
+        relabelling stages run without it."""
         weak_labels = weak_labels or WeakLabels()
         probs = labels_from.probs("b")
         ids = fold_ids(len(probs), folds, cfg.seed)
@@ -276,7 +278,7 @@ class Pipeline:
         ref = weak or labels_from
         monitor = self._val_monitor({"val_acc_weak": ("val", ref.probs("val").tolist())})
         return self._run("student", model, cfg, "b", rows, targets, self._eval_splits(), monitor,
-                         upstream={"labels_from": labels_from.key, "policy": policy})
+                         upstream={"labels_from": labels_from.key, "policy": policy}, epoch_metrics=epoch_metrics)
 
     def select(self, role: str, model: str, base: TrainConfig,
                grid: list[dict]) -> tuple[StageResult, dict, list[dict]]:

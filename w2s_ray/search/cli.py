@@ -15,7 +15,7 @@ from w2s_ray.cli_common import (
     check_split_sizes,
     positive,
 )
-from w2s_ray.objective import SELECT_MODES
+from w2s_ray.search.objective import SELECT_MODES
 from w2s_ray.search.presets import PRESETS
 
 

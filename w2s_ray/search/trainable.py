@@ -1,8 +1,10 @@
 """The Tune function trainable: one student training per trial, run by Ray Train.
 
 Ray Train V2 no longer accepts a trainer inside ``Tuner``; each trial instead launches a
-``TorchTrainer`` whose workers' per-epoch reports reach Tune via ``TuneReportCallback``.
-The trial then reports its final validation metrics (``final = 1``) once.
+``TorchTrainer`` whose workers' per-epoch reports, with the objective added by the student's
+epoch hook (:class:`~w2s_ray.search.objective.EpochObjective`), reach Tune via the
+``TuneReportCallback`` given to the executor. The trial then reports its final validation
+metrics (``final = 1``) once.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any
 
 from w2s_ray.analysis.results import compare
 from w2s_ray.method import StudentMethod, method_from_config
-from w2s_ray.objective import gt_objective, prediction_terms, weak_objective
 from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.pipeline.stage_pointer import write_pointer
 from w2s_ray.pipeline.stages import Pipeline, StageResult
-from w2s_ray.search.context import SearchContext
+from w2s_ray.search.context import SearchContext, SharedStages
+from w2s_ray.search.objective import EpochObjective, gt_objective, prediction_terms, weak_objective
 from w2s_ray.train.executor import RayTrainExecutor
 
 
@@ -27,12 +29,12 @@ def student_config(config: dict[str, Any], ctx: SearchContext) -> StudentMethod:
     return method_from_config(config, ctx.student_base, ctx.data.kind)
 
 
-def label_source(shared, steps: int, folds: int) -> StageResult:
+def label_source(shared: SharedStages, steps: int, folds: int) -> StageResult:
     """The weak model, or the last of ``steps`` links of the chain cross-fitted over ``folds``."""
     return shared.chains[folds][steps - 1] if steps else shared.weak
 
 
-def trial_metrics(ctx: SearchContext, student) -> dict[str, Any]:
+def trial_metrics(ctx: SearchContext, student: StageResult) -> dict[str, Any]:
     """Final validation metrics of one student and the searched objective."""
     shared = ctx.shared
     val = compare(ctx.data, shared.weak, student, shared.ceiling, "val", ctx.val_labels, ctx.min_gap, ctx.gap_z)
@@ -61,21 +63,28 @@ def trial_metrics(ctx: SearchContext, student) -> dict[str, Any]:
     }
 
 
+def student_epoch_objective(ctx: SearchContext) -> EpochObjective:
+    """What each of a trial's student epochs reports as ``objective`` (progress table, ASHA)."""
+    shared = ctx.shared
+    return EpochObjective(select_on=ctx.select_on, weak=shared.weak_val_acc, ceiling=shared.ceiling_val_acc,
+                          min_gap=ctx.min_gap, gap_se=shared.gap_se, gap_z=ctx.gap_z)
+
+
 def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     """Train (or reuse) this trial's student, then report its final metrics to Tune."""
     from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
 
     setup = student_config(config, ctx)
     trial_id = tune.get_context().get_trial_id()
-    executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures, report_to_tune=True)
+    executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures,
+                                callbacks=[TuneReportCallback()])  # worker reports reach this trial
     shared = ctx.shared
     pipe = Pipeline(ctx.data, StageCache(ctx.cache_uri), executor, val_labels=ctx.val_labels,
                     trial_meta={"trial_id": trial_id}, activations=ctx.shared.activations)
-    pipe.objective_meta = {"select_on": ctx.select_on, "weak": shared.weak_val_acc,
-                           "ceiling": shared.ceiling_val_acc, "min_gap": ctx.min_gap,
-                           "gap_se": shared.gap_se, "gap_z": ctx.gap_z}
     source = label_source(shared, setup.steps, setup.folds)
-    student = pipe.student(ctx.strong, setup.cfg, source, setup.weak_labels, weak=shared.weak, folds=setup.folds)
+    student = pipe.student(ctx.strong, setup.cfg, source, setup.weak_labels, weak=shared.weak, folds=setup.folds,
+                           epoch_metrics=student_epoch_objective(ctx))
     # the weights stay in the stage cache (their one copy); Tune and MLflow keep a pointer to them
     staging = write_pointer(Path(tempfile.mkdtemp(prefix="w2s-pointer-")), ctx.cache_uri, "student", student.key)
     try:

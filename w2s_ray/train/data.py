@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ def inputs_from_rows(rows: dict, kind: str) -> Inputs:
     return list(rows["text"])
 
 
-def encode(tokenizer, inputs: Inputs, kind: str, max_length: int) -> Encoded:
+def encode(tokenizer: Any, inputs: Inputs, kind: str, max_length: int) -> Encoded:
     """Tokenize without padding; batches are padded dynamically."""
     def tok(texts: list[str]) -> list[list[int]]:
         return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from w2s_ray.train.job import TrainJob
+
+if TYPE_CHECKING:
+    from ray.train import ScalingConfig, UserCallback
 
 
 class Job(Protocol):
@@ -44,7 +47,7 @@ class ScalingSpec:
     gpus_per_worker: float = 1.0
     extra_resources: dict[str, float] = field(default_factory=dict)
 
-    def to_ray(self):
+    def to_ray(self) -> ScalingConfig:
         from ray.train import ScalingConfig
 
         resources = {"CPU": self.cpus_per_worker, **self.extra_resources}
@@ -60,14 +63,15 @@ class RayTrainExecutor:
     The checkpoint (weights and optimizer state) lives only while the training runs: once
     ``fit`` returns, the stage has published into the stage cache and its checkpoints are deleted.
 
-    ``report_to_tune`` forwards worker reports to the enclosing Tune trial
-    (``TuneReportCallback``), which is how a student's epochs reach the search.
+    ``callbacks`` (Ray Train callbacks) see every training job's worker reports; a search passes
+    one that forwards them to the enclosing Tune trial, which is how a student's epochs reach it.
+    Extraction jobs run without them.
     """
 
     storage_path: str
     scaling: ScalingSpec = field(default_factory=ScalingSpec)
     max_failures: int = 3
-    report_to_tune: bool = False
+    callbacks: Sequence[UserCallback] = ()
     keep_checkpoints: bool = False  # keep each run's resumable Ray Train checkpoint after it publishes
     freed_bytes: int = 0  # checkpoint bytes deleted after runs published (for benchmarks)
 
@@ -75,11 +79,7 @@ class RayTrainExecutor:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig
         from ray.train.torch import TorchConfig, TorchTrainer
 
-        callbacks = []
-        if self.report_to_tune and isinstance(job, TrainJob):
-            from ray.tune.integration.ray_train import TuneReportCallback
-
-            callbacks.append(TuneReportCallback())
+        callbacks = list(self.callbacks) if isinstance(job, TrainJob) else []
         job.threads = max(1, round(self.scaling.cpus_per_worker))
         trainer = TorchTrainer(
             job.entrypoint(),

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from w2s_ray.config import TrainConfig
+
+
+class EpochMetrics(Protocol):
+    """Extra metrics for each epoch's report, e.g. a search's objective.
+
+    Called on rank 0 at each epoch end with the epoch's metrics (``history`` entry plus the
+    ``monitor`` accuracies) and the monitored splits' predictions (``split -> p(label 1)``);
+    what it returns joins the report, and its ``val_*`` entries the stage's history. It travels
+    to Ray Train workers inside the job, so it must pickle.
+    """
+
+    def __call__(self, metrics: Mapping[str, Any], predictions: Mapping[str, np.ndarray]) -> dict[str, float]: ...
 
 
 @dataclass
@@ -15,8 +30,9 @@ class TrainJob:
 
     ``predict`` names the splits to predict once trained (their inputs, ids and GT labels);
     ``monitor`` names per-epoch accuracies as ``name -> (split, labels)``, e.g. validation
-    accuracy against GT and against weak labels. Outputs are published atomically into the
-    stage cache at ``cache_uri``/``cache_kind``/``cache_key``.
+    accuracy against GT and against weak labels; ``epoch_metrics`` adds metrics of the caller's
+    own to each epoch's report. Outputs are published atomically into the stage cache at
+    ``cache_uri``/``cache_kind``/``cache_key``.
     """
 
     stage: str
@@ -34,12 +50,16 @@ class TrainJob:
     checkpoint_every_epoch: bool = True
     threads: int = 0  # torch intra-op threads for this worker (0: leave as is)
     meta: dict[str, Any] = field(default_factory=dict)
+    epoch_metrics: EpochMetrics | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data for Ray's ``train_loop_config``; the epoch hook is passed as is, not as a dict."""
+        data = dataclasses.asdict(dataclasses.replace(self, epoch_metrics=None))
+        data["epoch_metrics"] = self.epoch_metrics
+        return data
 
     @staticmethod
-    def entrypoint():
+    def entrypoint() -> Callable[[dict[str, Any]], None]:
         from w2s_ray.train.worker import train_worker
 
         return train_worker

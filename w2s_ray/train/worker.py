@@ -106,7 +106,8 @@ def train_worker(job_dict: dict[str, Any]) -> None:
     run_job(job, ctx)
 
 
-def run_job(job: TrainJob, ctx) -> None:
+def run_job(job: TrainJob, ctx: _LocalContext | _RayContext) -> None:
+    """Train ``job`` under ``ctx`` (in-process or a Ray Train worker) and publish it from rank 0."""
     started = time.time()
     cfg = job.cfg
     if job.threads:
@@ -139,19 +140,14 @@ def run_job(job: TrainJob, ctx) -> None:
         metrics = dict(st.history[-1], stage=job.stage, resumed_from_step=resumed_from)
         ckpt_dir = None
         if ctx.rank == 0:
+            probs = {split: predict(_unwrap(mdl), split_enc, cfg.batch_size, pad_id)
+                     for split, split_enc in monitor_enc.items()}
             for name, (split, labels) in job.monitor.items():
-                probs = predict(_unwrap(mdl), monitor_enc[split], cfg.batch_size, pad_id)
                 ref = np.asarray(labels, dtype=np.float64)
                 known = ~np.isnan(ref)  # hidden GT labels (--val-labels cap) are NaN
-                metrics[name] = accuracy(probs[known], ref[known])
-                if split == "val":  # the no-GT objective's student-only terms (predicted-class share)
-                    from w2s_ray.objective import prediction_terms
-
-                    metrics.update(prediction_terms(probs))
-            if "objective" in job.meta:
-                from w2s_ray.objective import epoch_objective
-
-                metrics["objective"] = epoch_objective(metrics, job.meta["objective"])
+                metrics[name] = accuracy(probs[split][known], ref[known])
+            if job.epoch_metrics is not None:  # the caller's own metrics, e.g. a search's objective
+                metrics.update(job.epoch_metrics(metrics, probs))
             st.history[-1].update({k: v for k, v in metrics.items() if k.startswith("val_")})
             if job.checkpoint_every_epoch:
                 ckpt_dir = Path(tempfile.mkdtemp(prefix="w2s-ckpt-"))
@@ -171,7 +167,7 @@ def run_job(job: TrainJob, ctx) -> None:
                  where)
 
 
-def _restore(ckpt_dir: Path | None, model: torch.nn.Module, optimizer, state: LoopState) -> int:
+def _restore(ckpt_dir: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: LoopState) -> int:
     """Load a Ray Train checkpoint into model/optimizer/state; returns the step resumed from."""
     if ckpt_dir is None or not (ckpt_dir / CKPT_FILE).exists():
         return 0
@@ -185,8 +181,8 @@ def _restore(ckpt_dir: Path | None, model: torch.nn.Module, optimizer, state: Lo
     return state.step
 
 
-def _publish(job: TrainJob, model, tokenizer, pad_id: int, state: LoopState, seconds: float, resumed_from: int,
-             where: dict[str, Any] | None = None) -> None:
+def _publish(job: TrainJob, model: torch.nn.Module, tokenizer: Any, pad_id: int, state: LoopState, seconds: float,
+             resumed_from: int, where: dict[str, Any] | None = None) -> None:
     cache = StageCache(job.cache_uri)
     out = cache.staging_dir(job.cache_kind, job.cache_key)
     try:
@@ -215,8 +211,7 @@ def _publish(job: TrainJob, model, tokenizer, pad_id: int, state: LoopState, sec
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         fault_point(f"stage.{job.stage}.before_publish")
-        cache.record_training(job.stage, job.cache_key, seconds=seconds, steps=state.step,
-                              **{k: v for k, v in job.meta.items() if k != "objective"})
+        cache.record_training(job.stage, job.cache_key, seconds=seconds, steps=state.step, **job.meta)
         cache.publish(out, job.cache_kind, job.cache_key)
     finally:
         if out.exists():

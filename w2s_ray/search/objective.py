@@ -19,6 +19,11 @@ sst2 quick search in docs/results.md.)
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from w2s_ray.analysis.metrics import GAP_Z, agreement, pgr, vote
@@ -74,7 +79,7 @@ def weak_objective(student_val_probs: np.ndarray, weak_val_probs: np.ndarray) ->
     return no_gt_score(agreement(student_val_probs, weak_val_probs), terms["val_major_share"], terms["val_confidence"])
 
 
-def epoch_objective(metrics: dict, spec: dict) -> float:
+def epoch_objective(metrics: Mapping[str, Any], spec: Mapping[str, Any]) -> float:
     """The per-epoch objective a student worker reports (progress table, ASHA).
 
     Under ``select_on = weak`` it is :func:`no_gt_score` of the epoch's ``val_acc_weak`` (the
@@ -87,3 +92,26 @@ def epoch_objective(metrics: dict, spec: dict) -> float:
     value, _ = gt_objective(metrics["val_acc_gt"], spec["weak"], spec["ceiling"], spec["min_gap"],
                             spec.get("gap_se"), spec.get("gap_z", GAP_Z))
     return value
+
+
+@dataclass(frozen=True)
+class EpochObjective:
+    """The per-epoch objective as a student's epoch hook (``TrainJob.epoch_metrics``).
+
+    Holds what the objective needs besides the epoch (the shared weak and ceiling validation
+    accuracies, the gap's noise), so it pickles and travels to the training workers. Called with
+    the epoch's metrics and the monitored predictions, it returns :func:`prediction_terms` of
+    the validation predictions and their :func:`epoch_objective`.
+    """
+
+    select_on: str
+    weak: float
+    ceiling: float
+    min_gap: float
+    gap_se: float | None = None
+    gap_z: float = GAP_Z
+
+    def __call__(self, metrics: Mapping[str, Any], predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
+        extra = prediction_terms(predictions["val"])
+        extra["objective"] = epoch_objective({**metrics, **extra}, dataclasses.asdict(self))
+        return extra
