@@ -13,6 +13,7 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -27,7 +28,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from w2s_ray.search.cli import build_parser
+    from w2s_ray.search.cli import parse_settings
     from w2s_ray.search.driver import (
         compute_shared,
         init_ray,
@@ -44,14 +45,14 @@ def main() -> None:
     argv = ["--task", "sst2", "--preset", args.preset, "--space", str(space), "--data-dir", args.data_dir,
             "--storage", str(work / "runs"), "--tracking-uri", f"sqlite:///{work}/mlflow.db",
             f"--n-a={n}", f"--n-b={n}", f"--n-val={n // 2}", f"--n-test={n // 2}"]
-    plan = plan_search(build_parser().parse_args(argv))
+    plan = plan_search(parse_settings(argv))
     init_ray(plan)
     walls: dict[int, list[float]] = {level: [] for level in args.levels}
     try:
         scaling = scaling_for(plan)
         for r in range(args.rounds):
             for level in (args.levels if r % 2 == 0 else list(reversed(args.levels))):
-                plan.args.shared_concurrency = level
+                plan.settings = replace(plan.settings, shared_concurrency=level)
                 plan.cache_uri = str(work / f"cache-{level}-{r}")
                 sized = shared_scaling(plan, scaling)
                 executor = RayTrainExecutor(f"{plan.train_storage}-{level}-{r}", sized, 0)

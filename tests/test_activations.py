@@ -7,7 +7,7 @@ import pytest
 
 from w2s_ray.activations import ActivationStore, SplitActivations, model_key, text_keys
 from w2s_ray.pipeline.cache import StageCache
-from w2s_ray.search.cli import build_parser
+from w2s_ray.search.cli import parse_settings
 from w2s_ray.search.driver import compute_shared, plan_search
 from w2s_ray.train.executor import LocalExecutor
 
@@ -32,7 +32,7 @@ def probe_plan(tmp_path, data_dir, *extra: str, task: str = "sst2"):
     space.write_text(PROBE_SPACE.replace("[xent, logconf], default: xent", "[bt, bt_logconf], default: bt")
                      .replace("loss: logconf", "loss: bt_logconf").replace("{loss: xent}", "{loss: bt}")
                      if task == "rm" else PROBE_SPACE)
-    return plan_search(build_parser().parse_args([
+    return plan_search(parse_settings([
         "--task", task, "--preset", "tiny-probe", "--space", str(space), "--data-dir", data_dir,
         "--storage", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
         "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", *extra]))

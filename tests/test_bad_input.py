@@ -478,12 +478,12 @@ def test_search_base_args_plan_without_error(dirs: Dirs) -> None:
     """The unmodified search base arguments (default and template space) pass all validation."""
     import ray
 
-    from w2s_ray.search.cli import build_parser
+    from w2s_ray.search.cli import parse_settings
     from w2s_ray.search.driver import plan_search
 
     template = write_space(dirs.root, "", "")
     for argv in (BASE["search"], BASE["search"] + ["--space", str(template), "--name", "ok-name_1.2"]):
-        plan = plan_search(build_parser().parse_args(fill_in(argv, dirs.subs)))
+        plan = plan_search(parse_settings(fill_in(argv, dirs.subs)))
         assert plan.task == "sst2" and plan.preset.name == "tiny"
         assert plan.data is not None and len(plan.data.splits["test"].ids) == plan.preset.sizes.test
     assert not ray.is_initialized()

@@ -97,7 +97,7 @@ SILENT_GCS = textwrap.dedent(
 
     start = time.monotonic()
     try:
-        init_ray(types.SimpleNamespace(args=types.SimpleNamespace(address=sys.argv[1])))
+        init_ray(types.SimpleNamespace(settings=types.SimpleNamespace(address=sys.argv[1])))
     except UserError as exc:
         print("USERERROR", exc)
     print("SECONDS", round(time.monotonic() - start, 1))

@@ -7,10 +7,10 @@ them, the Kubernetes API is a loopback HTTP server. The live-GCS sources are in
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import types
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from w2s_ray.search import driver, gpus
+from w2s_ray.search.cli import parse_settings
 from w2s_ray.search.presets import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,12 +121,13 @@ def test_no_gpus_here_keeps_the_cpu_preset(monkeypatch: pytest.MonkeyPatch) -> N
     import torch
 
     assert not torch.cuda.is_available()  # the CPU build these tests run on
-    args = argparse.Namespace(use_gpu=None, address=None)
-    assert driver.default_preset_name(args) == "probe" and args.use_gpu is None
+    plain = parse_settings(["--task", "sst2"])
+    assert driver.gpu_request(plain) is None and driver.default_preset_name(None) == "probe"
     monkeypatch.setattr(gpus, "local_gpus", lambda: gpus.GpuSupply(present=2, source="fake"))
-    args = argparse.Namespace(use_gpu=None, address=None)
-    assert driver.default_preset_name(args) == "paper" and args.use_gpu is True
-    assert driver.default_preset_name(argparse.Namespace(use_gpu=True, address=None)) == "paper"
+    assert driver.gpu_request(plain) is True and driver.default_preset_name(True) == "paper"
+    # a named preset or an explicit --use-gpu is never overridden by what is found
+    assert driver.gpu_request(parse_settings(["--task", "sst2", "--preset", "quick"])) is None
+    assert driver.gpu_request(parse_settings(["--task", "sst2", "--use-gpu"])) is True
 
 
 def test_unreachable_address_detects_nothing_quickly() -> None:
@@ -141,7 +143,7 @@ def _space(weak, strong, ladder):
 def test_an_implicit_preset_owns_the_whole_model_chain() -> None:
     minilm = _space("sentence-transformers/all-MiniLM-L6-v2@L1", "sentence-transformers/all-MiniLM-L6-v2",
                     ["sentence-transformers/all-MiniLM-L6-v2@L2", "sentence-transformers/all-MiniLM-L6-v2@L4"])
-    implicit = argparse.Namespace(preset=None, weak=None, strong=None)
+    implicit = parse_settings(["--task", "sst2"])
     paper = driver.model_chain(implicit, get_preset("paper"), minilm)
     assert paper == ("gpt2", "gpt2-xl", ["gpt2-medium", "gpt2-large"])
     weak, strong, ladder = driver.model_chain(implicit, get_preset("probe"), minilm)
@@ -149,8 +151,8 @@ def test_an_implicit_preset_owns_the_whole_model_chain() -> None:
     assert ladder == list(get_preset("probe").ladder)
     # a preset without a ladder (quick) takes the space's ladder, and its pair when it is implicit
     quick = get_preset("quick")
-    assert driver.model_chain(argparse.Namespace(preset="quick", weak=None, strong=None), quick, minilm) == (
+    assert driver.model_chain(replace(implicit, preset="quick"), quick, minilm) == (
         quick.weak, quick.strong, list(minilm.ladder))
     assert driver.model_chain(implicit, quick, minilm) == (minilm.weak, minilm.strong, list(minilm.ladder))
-    cli = argparse.Namespace(preset=None, weak="gpt2@L6", strong=None)
+    cli = replace(implicit, weak="gpt2@L6")
     assert driver.model_chain(cli, get_preset("paper"), minilm)[0] == "gpt2@L6"

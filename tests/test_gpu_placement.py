@@ -32,14 +32,13 @@ def gpu_cluster():
 
 
 def test_the_clusters_gpus_are_found_without_flags(gpu_cluster) -> None:
-    import argparse
-
     from w2s_ray.search import driver, gpus
+    from w2s_ray.search.cli import parse_settings
 
     found = gpus.detect_gpus(gpu_cluster.address)
     assert found.present == 2, found
-    args = argparse.Namespace(use_gpu=None, address=gpu_cluster.address)
-    assert driver.default_preset_name(args) == "paper" and args.use_gpu is True
+    settings = parse_settings(["--task", "sst2", "--address", gpu_cluster.address])
+    assert driver.gpu_request(settings) is True
 
 
 def test_autoscaler_node_groups_in_the_gcs_count_as_startable_gpus() -> None:

@@ -31,7 +31,7 @@ SCRIPT = r"""
 import json, sys
 from pathlib import Path
 
-from w2s_ray.search.cli import build_parser
+from w2s_ray.search.cli import parse_settings
 from w2s_ray.search.driver import plan_search
 from w2s_ray.models import build_model
 from w2s_ray.models.arch import find_layer_list
@@ -40,7 +40,7 @@ from w2s_ray.tasks import load_task
 cfg = json.loads(sys.argv[1])
 out = {"plans": {}}
 for space, task in cfg["spaces"].items():
-    args = build_parser().parse_args([
+    args = parse_settings([
         "--task", task, "--space", space, "--use-gpu", "--data-dir", cfg["data_dir"],
         "--n-a", "20", "--n-b", "20", "--n-val", "20", "--n-test", "20",
         "--storage", cfg["storage"], "--tracking-uri", cfg["tracking"]])

@@ -41,7 +41,7 @@ def test_each_epoch_reports_the_final_no_gt_score_terms(tmp_path, data_dir, mode
     shared = compute_shared(plan, LocalExecutor())
     ctx = search_context(plan, shared, ScalingSpec())
     executor = _ReportingExecutor()
-    pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
+    pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.settings.val_labels)
     hook = student_epoch_objective(ctx)
     assert hook.select_on == "weak"
     meta = dataclasses.asdict(hook)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from w2s_ray.search.cli import build_parser
+from w2s_ray.search.cli import parse_settings
 from w2s_ray.search.driver import plan_search
 from w2s_ray.search.presets import PRESETS, get_preset
 
@@ -23,7 +23,7 @@ def test_quick_preset_sizes_rm_by_pairs_and_sst2_by_examples(tmp_path, data_dir)
     assert quick.sizes_for("pairwise") != quick.sizes_for("classify")
 
     def plan(task: str):
-        return plan_search(build_parser().parse_args([
+        return plan_search(parse_settings([
             "--task", task, "--preset", "quick", "--data-dir", data_dir, "--storage", str(tmp_path / "runs"),
             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]))
 
@@ -34,7 +34,7 @@ def test_quick_preset_sizes_rm_by_pairs_and_sst2_by_examples(tmp_path, data_dir)
         assert {s: len(p.data.splits[s].ids) for s in ("a", "b", "val", "test")} == \
             {"a": expected.a, "b": expected.b, "val": expected.val, "test": expected.test}
     # an explicit size option still wins over the preset's
-    explicit = plan_search(build_parser().parse_args([
+    explicit = plan_search(parse_settings([
         "--task", "rm", "--preset", "quick", "--data-dir", data_dir, "--storage", str(tmp_path / "runs"),
         "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--n-a", "120"]))
     assert len(explicit.data.splits["a"].ids) == 120
@@ -49,7 +49,7 @@ def test_probe_preset_without_mpnet_says_how_to_install_it(tmp_path, data_dir, m
     monkeypatch.setenv("W2S_MODEL_CACHE", str(tmp_path / "empty-model-cache"))
     monkeypatch.setattr(resolve.SplitZip, "part_paths", lambda self: [None] * self.parts)
     with pytest.raises(UserError) as err:
-        plan_search(build_parser().parse_args([
+        plan_search(parse_settings([
             "--task", "sst2", "--data-dir", data_dir, "--storage", str(tmp_path / "runs"),
             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]))
     message = str(err.value)
@@ -59,9 +59,9 @@ def test_probe_preset_without_mpnet_says_how_to_install_it(tmp_path, data_dir, m
 
 
 def test_default_preset_without_gpus_is_probe(tmp_path, data_dir):
-    plan = plan_search(build_parser().parse_args([
+    plan = plan_search(parse_settings([
         "--task", "sst2", "--data-dir", data_dir, "--storage", str(tmp_path / "runs"),
         "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]))
     assert plan.preset.name == "probe" and plan.reference_base.mode == "probe"
-    assert plan.num_samples >= 100 and plan.args.confirm_seeds == 5
+    assert plan.num_samples >= 100 and plan.confirm_seeds == 5
     assert plan.space.path.name == "probe_classify.yaml"

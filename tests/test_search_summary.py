@@ -38,7 +38,7 @@ def _trials(plan, select_on: str):
     executor = LocalExecutor()
     shared = compute_shared(plan, executor)
     ctx = search_context(plan, shared, ScalingSpec())
-    pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels)
+    pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.settings.val_labels)
     rows = []
     for i, config in enumerate(CONFIGS):
         cfg, _, policy, _ = student_config(config, ctx)

@@ -20,7 +20,7 @@ CHECK = textwrap.dedent(
     from w2s_ray.search.driver import init_ray
     from w2s_ray.search.worker_logs import QUIET_LOGGERS
 
-    init_ray(types.SimpleNamespace(args=types.SimpleNamespace(address=None)))
+    init_ray(types.SimpleNamespace(settings=types.SimpleNamespace(address=None)))
 
     @ray.remote
     def levels():

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import types
+from dataclasses import replace
 
 import pytest
 
 from w2s_ray.search import driver
+from w2s_ray.search.cli import parse_settings
 from w2s_ray.search.presets import PRESETS, get_preset
 
 
-def _plan(preset: str, address: str | None, **cli) -> types.SimpleNamespace:
-    args = argparse.Namespace(use_gpu=None, cpus_per_worker=None, gpus_per_worker=None, address=address,
-                              max_concurrent=1, num_workers=1)
-    vars(args).update(cli)
-    return types.SimpleNamespace(args=args, preset=get_preset(preset))
+def _plan(preset: str, address: str | None, max_concurrent: int = 1, **cli: object) -> types.SimpleNamespace:
+    """What ``scaling_for`` reads of a plan: the settings, the preset and the resolved fields."""
+    settings = replace(parse_settings(["--task", "sst2", "--preset", preset]), address=address, **cli)
+    chosen = get_preset(preset)
+    return types.SimpleNamespace(settings=settings, preset=chosen, max_concurrent=max_concurrent,
+                                 use_gpu=chosen.use_gpu)
 
 
 def test_cluster_workers_are_sized_by_the_preset_not_by_the_head(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,14 +8,14 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from w2s_ray.analysis.metrics import GAP_Z
 from w2s_ray.config import SplitSizes
 from w2s_ray.errors import EXIT_USAGE, UserError
 
 
-def key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:
+def key_values(pairs: Iterable[str] | None, what: str) -> dict[str, Any]:
     """Parse ``k=v`` options; numbers become floats/ints, ``a,b`` stays a string."""
     out: dict[str, Any] = {}
     for item in pairs or []:
@@ -97,7 +97,21 @@ def add_gap_args(group: argparse._ArgumentGroup) -> None:
                             f"of zero on the labelled split, i.e. the gap may be noise (default {GAP_Z:g}; 0: off)")
 
 
-def split_sizes(args: argparse.Namespace, default: SplitSizes) -> SplitSizes:
+class SplitSizeOptions(Protocol):
+    """``--n-a/--n-b/--n-val/--n-test`` as parsed (None: not given), on a namespace or settings object."""
+
+    @property
+    def n_a(self) -> int | None: ...
+    @property
+    def n_b(self) -> int | None: ...
+    @property
+    def n_val(self) -> int | None: ...
+    @property
+    def n_test(self) -> int | None: ...
+
+
+def split_sizes(args: SplitSizeOptions, default: SplitSizes) -> SplitSizes:
+    """The given split sizes, the others from ``default``."""
     return SplitSizes(
         a=args.n_a if args.n_a is not None else default.a,
         b=args.n_b if args.n_b is not None else default.b,
@@ -131,7 +145,7 @@ def check_seeds(name: str, seeds: int | Iterable[int]) -> None:
             raise UserError(f"{name} must be an integer in [0, {SEED_MAX}], got {seed}")
 
 
-def check_split_sizes(args: argparse.Namespace) -> None:
+def check_split_sizes(args: SplitSizeOptions) -> None:
     """``--n-a/--n-b/--n-val/--n-test``, when given, must be >= 1."""
     for flag in ("n_a", "n_b", "n_val", "n_test"):
         value = getattr(args, flag)

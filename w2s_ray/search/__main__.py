@@ -9,10 +9,10 @@ from w2s_ray.errors import cli_entry
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    from w2s_ray.search.cli import build_parser
+    from w2s_ray.search.cli import parse_settings
     from w2s_ray.search.driver import plan_search, run_search
 
-    plan = plan_search(build_parser().parse_args(argv))
+    plan = plan_search(parse_settings(argv))
     run_search(plan)
     return 0
 

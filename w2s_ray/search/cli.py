@@ -17,6 +17,7 @@ from w2s_ray.cli_common import (
 )
 from w2s_ray.search.objective import SELECT_MODES
 from w2s_ray.search.presets import PRESETS
+from w2s_ray.search.settings import SearchSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,15 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_search_args(args: argparse.Namespace) -> None:
+def parse_settings(argv: list[str] | None = None) -> SearchSettings:
+    """The command line (``sys.argv`` when None) as typed settings; usage errors exit 2."""
+    return SearchSettings.from_namespace(build_parser().parse_args(argv))
+
+
+def check_search_args(settings: SearchSettings) -> None:
     """The search's own numbers, name and paths; called first by ``plan_search``."""
     from w2s_ray.tasks.registry import check_data_source
 
-    check_seeds("--seed", args.seed)
-    check_split_sizes(args)
-    positive("--cpus-per-worker", args.cpus_per_worker)
-    positive("--gpus-per-worker", args.gpus_per_worker)
-    positive("--reference-budget", args.reference_budget)
-    check_name("--name", args.name)
-    check_dir("--cache-dir", args.cache_dir)
-    check_data_source(args.data_dir, args.task)
+    check_seeds("--seed", settings.seed)
+    check_split_sizes(settings)
+    positive("--cpus-per-worker", settings.cpus_per_worker)
+    positive("--gpus-per-worker", settings.gpus_per_worker)
+    positive("--reference-budget", settings.reference_budget)
+    check_name("--name", settings.name)
+    check_dir("--cache-dir", settings.cache_dir)
+    check_data_source(settings.data_dir, settings.task)

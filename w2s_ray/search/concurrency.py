@@ -13,9 +13,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from w2s_ray.train.executor import Executor, Job
+
+if TYPE_CHECKING:
+    from w2s_ray.pipeline.stages import Pipeline
+    from w2s_ray.search.driver import SearchPlan
 
 # Locally, serial (the previous behaviour) until bench/shared_concurrency.py has been run on a quiet
 # machine: on 2 cores two concurrent stages each get 1 CPU, so only their start-ups can overlap.
@@ -86,21 +90,21 @@ class SharedPrefetch:
             self._pool = None
 
 
-def shared_concurrency(plan: Any) -> int:
+def shared_concurrency(plan: SearchPlan) -> int:
     """Shared stages trained at once: ``--shared-concurrency``, else every candidate on a cluster
     (Ray queues the runs the cluster cannot hold yet, and an autoscaler adds nodes for them),
     else :data:`LOCAL_DEFAULT`. Probe references fit in-process in a second, so always 1 there."""
     if plan.reference_base.mode == "probe":
         return 1
-    chosen = getattr(plan.args, "shared_concurrency", None)
+    chosen = plan.settings.shared_concurrency
     if chosen is not None:
         return max(1, int(chosen))
-    if plan.args.address:
+    if plan.settings.address:
         return max(1, len(plan.preset.weak_grid or [{}]) + len(plan.preset.ceiling_grid or [{}]))
     return LOCAL_DEFAULT
 
 
-def prefetch_shared(plan: Any, pipe: Any, limit: int | None = None) -> SharedPrefetch:
+def prefetch_shared(plan: SearchPlan, pipe: Pipeline, limit: int | None = None) -> SharedPrefetch:
     """Start the weak and the ceiling candidates in the background (the same calls as
     ``Pipeline.select`` makes, so the same stage keys); the caller then runs its serial code and
     calls :meth:`SharedPrefetch.close`."""

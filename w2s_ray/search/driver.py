@@ -6,13 +6,12 @@ before an MLflow run is created and before any training.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from w2s_ray.cli_common import key_values, positive, split_sizes
 from w2s_ray.config import DataConfig, TrainConfig, to_dict
@@ -21,9 +20,18 @@ from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.pipeline.crossfit import DEFAULT_FOLDS
 from w2s_ray.pipeline.data import PreparedData, prepare_data
 from w2s_ray.search.presets import Preset, get_preset
+from w2s_ray.search.settings import SearchSettings
 from w2s_ray.search.space import SearchSpace, default_space_path, load_space
 from w2s_ray.search.storage import check_writable, is_remote, normalize
 from w2s_ray.train.executor import Executor, ScalingSpec
+
+if TYPE_CHECKING:
+    from ray.tune import Callback, ResultGrid, Tuner
+
+    from w2s_ray.pipeline.chain import Chain
+    from w2s_ray.pipeline.stages import Pipeline, StageResult
+    from w2s_ray.search.context import SearchContext, SharedStages
+    from w2s_ray.tracking import SearchTracker
 
 TRIAL_CPU = 0.01  # a trial's own process only launches a TorchTrainer and waits
 FORWARDED_ENV = ("W2S_FAULT_DIR", "W2S_DATA_DIR", "W2S_MODEL_CACHE", "HF_HUB_OFFLINE", "HF_HOME",
@@ -32,9 +40,9 @@ FORWARDED_ENV = ("W2S_FAULT_DIR", "W2S_DATA_DIR", "W2S_MODEL_CACHE", "HF_HUB_OFF
 
 @dataclass
 class SearchPlan:
-    """A fully validated search, ready to run."""
+    """A fully validated search, ready to run: the user's settings and what was resolved from them."""
 
-    args: argparse.Namespace
+    settings: SearchSettings
     task: str
     kind: str
     preset: Preset
@@ -50,6 +58,9 @@ class SearchPlan:
     tracking_uri: str
     experiment: str
     num_samples: int
+    max_concurrent: int  # trials at once
+    confirm_seeds: int  # further seeds the baselines and the best are retrained on
+    use_gpu: bool  # every training asks for a GPU
     student_base: TrainConfig
     reference_base: TrainConfig
     data: PreparedData | None = None
@@ -71,7 +82,7 @@ class SearchPlan:
         return f"{self.exp_path}/train_runs"
 
 
-def plan_search(args: argparse.Namespace) -> SearchPlan:
+def plan_search(settings: SearchSettings) -> SearchPlan:
     """All input validation; raises UserError (exit 2) before anything costly starts."""
     from w2s_ray.losses import LOSS_DEFAULT
     from w2s_ray.models import model_size, validate_model_spec
@@ -79,21 +90,22 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     from w2s_ray.tasks import get_task, resolve_data_dir
     from w2s_ray.tracking import check_tracking_uri, resolve_tracking_uri
 
-    task = get_task(args.task)
-    preset = get_preset(args.preset or default_preset_name(args))
-    check_search_args(args)
-    if args.max_concurrent is None:
-        args.max_concurrent = preset.max_concurrent or os.cpu_count() or 1
-    if args.num_samples is not None and args.num_samples < 1:
-        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
-    positive("--max-concurrent", args.max_concurrent); positive("--num-workers", args.num_workers)
-    positive("--min-gap", args.min_gap, allow_zero=True); positive("--val-labels", args.val_labels)
-    positive("--gap-z", args.gap_z, allow_zero=True)
-    positive("--confirm-seeds", args.confirm_seeds, allow_zero=True)
-    positive("--max-failures", args.max_failures, allow_zero=True)
-    space_path = Path(args.space) if args.space else preset_space_path(preset, task.name, task.kind)
+    task = get_task(settings.task)
+    use_gpu = gpu_request(settings)
+    preset = get_preset(settings.preset or default_preset_name(use_gpu))
+    check_search_args(settings)
+    max_concurrent = settings.max_concurrent if settings.max_concurrent is not None else (
+        preset.max_concurrent or os.cpu_count() or 1)
+    if settings.num_samples is not None and settings.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {settings.num_samples}")
+    positive("--max-concurrent", max_concurrent); positive("--num-workers", settings.num_workers)
+    positive("--min-gap", settings.min_gap, allow_zero=True); positive("--val-labels", settings.val_labels)
+    positive("--gap-z", settings.gap_z, allow_zero=True)
+    positive("--confirm-seeds", settings.confirm_seeds, allow_zero=True)
+    positive("--max-failures", settings.max_failures, allow_zero=True)
+    space_path = Path(settings.space) if settings.space else preset_space_path(preset, task.name, task.kind)
     space = load_space(space_path, kind=task.kind, task=task.name)
-    weak, strong, ladder = model_chain(args, preset, space)
+    weak, strong, ladder = model_chain(settings, preset, space)
     if preset.weak_as_ladder:
         ladder = [weak] * len(space.ladder)
     max_bootstrap = min(space.max_bootstrap_steps(), len(ladder))
@@ -104,23 +116,26 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
     for (small, a), (big, b) in zip(zip(chain, sizes), zip(chain[1:], sizes[1:])):
         if b < a:
             raise UserError(f"inconsistent model ladder: {big} ({b:,} params) is smaller than {small} ({a:,} params)")
-    storage = normalize(args.storage)
+    storage = normalize(settings.storage)
     check_writable(storage)
-    tracking_uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
+    tracking_uri = resolve_tracking_uri(settings.tracking_uri, Path.cwd())
     check_tracking_uri(tracking_uri)
-    data_cfg = DataConfig(task=task.name, data_dir=resolve_data_dir(args.data_dir),
-                          sizes=split_sizes(args, preset.sizes_for(task.kind)), seed=args.seed, balance=args.balance,
-                          task_options=key_values(args.task_option, "--task-option"), pool_seed=args.pool_seed)
-    base = TrainConfig(batch_size=preset.batch_size, max_length=preset.max_length_for(task.kind), seed=args.seed,
+    data_cfg = DataConfig(task=task.name, data_dir=resolve_data_dir(settings.data_dir),
+                          sizes=split_sizes(settings, preset.sizes_for(task.kind)), seed=settings.seed,
+                          balance=settings.balance,
+                          task_options=key_values(settings.task_option, "--task-option"), pool_seed=settings.pool_seed)
+    base = TrainConfig(batch_size=preset.batch_size, max_length=preset.max_length_for(task.kind), seed=settings.seed,
                        loss=LOSS_DEFAULT[task.kind]).replace(**preset.train)
     _check_probe_layers(space, strong)
-    name = args.name or f"{task.name}-{preset.name}-s{args.seed}"
+    name = settings.name or f"{task.name}-{preset.name}-s{settings.seed}"
     plan = SearchPlan(
-        args=args, task=task.name, kind=task.kind, preset=preset, space=space, data_cfg=data_cfg,
+        settings=settings, task=task.name, kind=task.kind, preset=preset, space=space, data_cfg=data_cfg,
         weak=weak, strong=strong, ladder=ladder, max_bootstrap=max_bootstrap, storage=storage, name=name,
-        cache_uri=normalize(args.cache_dir) if args.cache_dir else f"{storage.rstrip('/')}/cache",
-        tracking_uri=tracking_uri, experiment=args.experiment or f"w2s-{task.name}",
-        num_samples=args.num_samples or preset.num_samples,
+        cache_uri=normalize(settings.cache_dir) if settings.cache_dir else f"{storage.rstrip('/')}/cache",
+        tracking_uri=tracking_uri, experiment=settings.experiment or f"w2s-{task.name}",
+        num_samples=settings.num_samples or preset.num_samples, max_concurrent=max_concurrent,
+        confirm_seeds=settings.confirm_seeds if settings.confirm_seeds is not None else preset.confirm_seeds,
+        use_gpu=bool(use_gpu if use_gpu is not None else preset.use_gpu),
         student_base=base, reference_base=base.replace(epochs=preset.reference_epochs),
     )
     plan.references = reference_plan(plan)
@@ -129,9 +144,7 @@ def plan_search(args: argparse.Namespace) -> SearchPlan:
         from w2s_ray.search.space.domain import values
 
         plan.fold_choices = sorted(set(values(folds)))
-    if plan.args.confirm_seeds is None:
-        plan.args.confirm_seeds = preset.confirm_seeds
-    if args.resume and not _search_exists(plan):
+    if settings.resume and not _search_exists(plan):
         raise UserError(f"--resume: no search named {name!r} under {storage} to resume")
     plan.data = prepare_data(data_cfg)  # missing/corrupt/single-class data fails here
     return plan
@@ -141,10 +154,11 @@ def reference_plan(plan: SearchPlan) -> dict[str, list[dict]]:
     """Each reference's candidates: a budget like the student's over the knobs they share."""
     from w2s_ray.search.budget import reference_budget, reference_candidates
 
-    override = plan.args.reference_budget if plan.args.reference_budget is not None else plan.preset.reference_budget
+    given = plan.settings.reference_budget
+    override = given if given is not None else plan.preset.reference_budget
     budget = reference_budget(plan.num_samples, plan.reference_base.mode, override)
     strong_depth = _depth(plan.strong)
-    return {role: reference_candidates(grid, plan.space, budget, plan.args.seed, plan.reference_base.mode,
+    return {role: reference_candidates(grid, plan.space, budget, plan.settings.seed, plan.reference_base.mode,
                                        _depth(model), strong_depth, role)
             for role, model, grid in (("weak", plan.weak, plan.preset.weak_grid),
                                       ("ceiling", plan.strong, plan.preset.ceiling_grid))}
@@ -158,31 +172,35 @@ def _depth(model: str) -> int:
     return parsed.layers or load_config(parsed)[2]
 
 
-def default_preset_name(args: argparse.Namespace) -> str:
-    """``paper`` with ``--use-gpu``, or (neither flag given) when GPUs are found or startable; else ``probe``.
+def gpu_request(settings: SearchSettings) -> bool | None:
+    """``--use-gpu`` if given; else True when the cluster has or can start GPUs (probed only when
+    no ``--preset`` is given either); else None: the preset decides."""
+    if settings.use_gpu is not None or settings.preset:
+        return settings.use_gpu
+    from w2s_ray.search.gpus import detect_gpus
 
-    Sets ``args.use_gpu`` when GPUs were found, so every training asks for one.
-    """
-    if args.use_gpu is None:
-        from w2s_ray.search.gpus import detect_gpus
-
-        found = detect_gpus(args.address)
-        if found:
-            print(f"found {found.describe()}: preset paper on GPUs (pass --preset to choose another)", flush=True)
-            args.use_gpu = True
-    return "paper" if args.use_gpu else "probe"
+    found = detect_gpus(settings.address)
+    if found:
+        print(f"found {found.describe()}: preset paper on GPUs (pass --preset to choose another)", flush=True)
+        return True
+    return None
 
 
-def model_chain(args: argparse.Namespace, preset: Preset, space: SearchSpace) -> tuple[str, str, list[str]]:
+def default_preset_name(use_gpu: bool | None) -> str:
+    """The preset when none is named: ``paper`` on GPUs (asked for or found), else ``probe``."""
+    return "paper" if use_gpu else "probe"
+
+
+def model_chain(settings: SearchSettings, preset: Preset, space: SearchSpace) -> tuple[str, str, list[str]]:
     """(weak, strong, ladder), each end overridable by ``--weak`` / ``--strong``.
 
     A preset with its own ladder (``probe``, ``mpnet``, ``paper``), chosen or implicit, owns the
     whole chain: mixing its ladder with a space file's pair gave inconsistent ladders. A preset
     without one takes the space file's ladder, and the space's pair too when the preset is implicit.
     """
-    own = bool(args.preset) or preset.ladder is not None
-    weak = args.weak or (preset.weak if own else space.weak or preset.weak)
-    strong = args.strong or (preset.strong if own else space.strong or preset.strong)
+    own = bool(settings.preset) or preset.ladder is not None
+    weak = settings.weak or (preset.weak if own else space.weak or preset.weak)
+    strong = settings.strong or (preset.strong if own else space.strong or preset.strong)
     ladder = list(preset.ladder) if preset.ladder is not None else list(space.ladder)
     return weak, strong, ladder
 
@@ -281,7 +299,7 @@ def init_ray(plan: SearchPlan) -> None:
     env.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S",
                    os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "900"))
     runtime_env: dict[str, Any] = {"env_vars": env}
-    address = plan.args.address
+    address = plan.settings.address
     if address:
         check_ray_reachable(address)
         bound_gcs_connect()
@@ -406,19 +424,19 @@ def scaling_for(plan: SearchPlan) -> ScalingSpec:
     """
     import ray
 
-    args = plan.args
+    settings = plan.settings
     preset = plan.preset
-    use_gpu = bool(args.use_gpu if args.use_gpu is not None else preset.use_gpu)
-    cpus = args.cpus_per_worker
-    if cpus is None and args.address:
+    cpus = settings.cpus_per_worker
+    if cpus is None and settings.address:
         cpus = preset.cpus_per_worker
     if cpus is None:
         total = ray.cluster_resources().get("CPU", 1)
         # each trial's driver holds TRIAL_CPU; the Train workers get the rest (fractions are fine)
-        share = (total - TRIAL_CPU * args.max_concurrent) / max(1, args.max_concurrent * args.num_workers)
+        share = (total - TRIAL_CPU * plan.max_concurrent) / max(1, plan.max_concurrent * settings.num_workers)
         cpus = max(0.5, math.floor(share * 100) / 100)
-    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else preset.gpus_per_worker
-    return ScalingSpec(num_workers=args.num_workers, use_gpu=use_gpu, cpus_per_worker=cpus, gpus_per_worker=gpus)
+    gpus = settings.gpus_per_worker if settings.gpus_per_worker is not None else preset.gpus_per_worker
+    return ScalingSpec(num_workers=settings.num_workers, use_gpu=plan.use_gpu, cpus_per_worker=cpus,
+                       gpus_per_worker=gpus)
 
 
 def shared_scaling(plan: SearchPlan, scaling: ScalingSpec) -> ScalingSpec:
@@ -427,14 +445,14 @@ def shared_scaling(plan: SearchPlan, scaling: ScalingSpec) -> ScalingSpec:
 
     from w2s_ray.search.concurrency import shared_concurrency
 
-    if plan.args.cpus_per_worker is not None or plan.args.address:
+    if plan.settings.cpus_per_worker is not None or plan.settings.address:
         return scaling
     total = ray.cluster_resources().get("CPU", 1) / shared_concurrency(plan)
     return replace(scaling, cpus_per_worker=max(min(scaling.cpus_per_worker, total),
                                                 math.floor(100 * total / scaling.num_workers) / 100))
 
 
-def compute_shared(plan: SearchPlan, executor: Executor):
+def compute_shared(plan: SearchPlan, executor: Executor) -> SharedStages:
     """Weak and ceiling (each with its own lr selection on GT validation) and bootstrap links.
 
     ``executor`` runs each training: a ``RayTrainExecutor`` in a search, any executor in tests.
@@ -452,7 +470,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     acts = SplitActivations(plan.data, plan.cache_uri, plan.reference_base.max_length, plan.reference_base.pooling)
     for model in probe_models(plan):  # one extraction per model, shared by every stage and trial
         acts.ensure(model, executor)
-    pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels,
+    pipe = Pipeline(plan.data, StageCache(plan.cache_uri), executor, val_labels=plan.settings.val_labels,
                     activations=acts)
     prefetch = prefetch_shared(plan, pipe)  # candidates start concurrently; the serial code below waits on them
     weak, weak_choice, weak_table = pipe.select("weak", plan.weak, plan.reference_base, plan.references["weak"])
@@ -463,7 +481,7 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     default = chains.get(DEFAULT_FOLDS) or chains[plan.fold_choices[0]]
     links = default.links
     prefetch.close()
-    val = labelled_val(plan.data.splits["val"].labels, plan.args.val_labels)
+    val = labelled_val(plan.data.splits["val"].labels, plan.settings.val_labels)
     known = ~np.isnan(val)
     shipped = [feature_source(m, None).model for m in (plan.strong, *plan.ladder[: plan.max_bootstrap])]
     if "probe" in student_modes(plan) or reads_features(plan):
@@ -485,12 +503,12 @@ def compute_shared(plan: SearchPlan, executor: Executor):
     )
 
 
-def _accuracies(stage) -> dict[str, float | None]:
+def _accuracies(stage: StageResult) -> dict[str, float | None]:
     final = stage.metrics.get("final", {})
     return {"val_acc": final.get("val_acc"), "test_acc": final.get("test_acc")}
 
 
-def search_chain(plan: SearchPlan, pipe, weak, ceiling, folds: int):
+def search_chain(plan: SearchPlan, pipe: Pipeline, weak: StageResult, ceiling: StageResult, folds: int) -> Chain:
     """The search's bootstrap chain over ``folds`` folds: the one chain recipe ``run`` uses too,
     anchored on the selected weak model's and ceiling's learning rates."""
     from w2s_ray.pipeline.chain import Chain, link_recipe, run_chain
@@ -501,7 +519,7 @@ def search_chain(plan: SearchPlan, pipe, weak, ceiling, folds: int):
     return run_chain(pipe, plan.ladder[: plan.max_bootstrap], weak, recipe)
 
 
-def search_context(plan: SearchPlan, shared, scaling: ScalingSpec):
+def search_context(plan: SearchPlan, shared: SharedStages, scaling: ScalingSpec) -> SearchContext:
     """What every trial receives: the data, the shared stages and the student settings."""
     from w2s_ray.search.context import SearchContext
 
@@ -509,12 +527,12 @@ def search_context(plan: SearchPlan, shared, scaling: ScalingSpec):
     return SearchContext(
         data=plan.data, shared=shared, cache_uri=plan.cache_uri, train_storage=plan.train_storage,
         strong=plan.strong, student_base=plan.student_base, scaling=scaling,
-        max_failures=plan.args.max_failures, val_labels=plan.args.val_labels, min_gap=plan.args.min_gap,
-        select_on=plan.args.select_on, gap_z=plan.args.gap_z, baselines=baseline_points(plan, shared),
+        max_failures=plan.settings.max_failures, val_labels=plan.settings.val_labels, min_gap=plan.settings.min_gap,
+        select_on=plan.settings.select_on, gap_z=plan.settings.gap_z, baselines=baseline_points(plan, shared),
     )
 
 
-def baseline_points(plan: SearchPlan, shared) -> list[dict[str, Any]]:
+def baseline_points(plan: SearchPlan, shared: SharedStages) -> list[dict[str, Any]]:
     """The space's baselines, trained like the ceiling: its chosen reference settings (e.g. probe
     layer and L2 strength) fill the knobs a baseline leaves at their defaults."""
     chosen = shared.selection.get("ceiling", {}).get("chosen", {})
@@ -527,7 +545,7 @@ def baseline_points(plan: SearchPlan, shared) -> list[dict[str, Any]]:
     return points
 
 
-def make_tuner(plan: SearchPlan, ctx, callbacks: list):
+def make_tuner(plan: SearchPlan, ctx: SearchContext, callbacks: list[Callback]) -> Tuner:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -542,22 +560,22 @@ def make_tuner(plan: SearchPlan, ctx, callbacks: list):
         return tune.Tuner.restore(plan.exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True,
                                   )
     scheduler = None
-    if plan.args.asha:
+    if plan.settings.asha:
         epochs = plan.space.params.get("epochs")
         max_t = int(epochs.bounds[1] if epochs and epochs.type != "fixed" else (epochs.value if epochs else 2)) + 1
         scheduler = ASHAScheduler(metric="objective", mode="max", time_attr="training_iteration",
                                   max_t=max_t, grace_period=1)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=make_searcher(plan.space, plan.args.seed, plan.args.max_concurrent,
+        tune_config=tune.TuneConfig(search_alg=make_searcher(plan.space, plan.settings.seed, plan.max_concurrent,
                                                              ctx.baselines),
                                     scheduler=scheduler, num_samples=plan.num_samples,
-                                    max_concurrent_trials=plan.args.max_concurrent,
+                                    max_concurrent_trials=plan.max_concurrent,
                                     # a probe trial is a sub-second fit: keep its process (imports, the
                                     # shipped activations) for the next trial instead of starting another
                                     reuse_actors=trial_cpu == 1.0),
         run_config=tune.RunConfig(name=plan.name, storage_path=plan.storage, callbacks=callbacks,
-                                  failure_config=tune.FailureConfig(max_failures=plan.args.max_failures),
+                                  failure_config=tune.FailureConfig(max_failures=plan.settings.max_failures),
                                   verbose=1),
     )
 
@@ -574,22 +592,22 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
     init_ray(plan)  # an address that does not answer fails here, before anything is written
     try:
         write_search_record(plan, _search_params(plan))  # the search exists from here on: --resume finds it
-        if plan.args.resume and not _can_restore(plan):
+        if plan.settings.resume and not _can_restore(plan):
             print(f"resuming search {plan.name}: no trial state saved yet; finished stages come from the cache")
         tracker = SearchTracker(plan.tracking_uri, plan.experiment, plan.name, plan.exp_path)
         tracker.start(params=_search_params(plan), tags=_search_tags(plan))
         scaling = scaling_for(plan)
-        executor = RayTrainExecutor(plan.train_storage, scaling, plan.args.max_failures)
+        executor = RayTrainExecutor(plan.train_storage, scaling, plan.settings.max_failures)
         shared = compute_shared(plan, RayTrainExecutor(plan.train_storage, shared_scaling(plan, scaling),
-                                                       plan.args.max_failures))
+                                                       plan.settings.max_failures))
         _log_stages(tracker, shared, plan.cache_uri)
         ctx = search_context(plan, shared, scaling)
-        callback = tracker.callback(checkpoints=plan.args.checkpoints)
+        callback = tracker.callback(checkpoints=plan.settings.checkpoints)
         from w2s_ray.search.fault_hooks import fault_callbacks  # test hooks only when W2S_FAULT_DIR is set
         grid = make_tuner(plan, ctx, [callback, *fault_callbacks()]).fit()
         _mark_orphans(tracker, grid)
         summary = summarize_search(plan, ctx, grid)
-        if plan.args.confirm_seeds:
+        if plan.confirm_seeds:
             summary["confirm"] = confirm_seeds(plan, ctx, summary, executor)
         pruned = prune_weights(plan, summary, grid)  # weights of the baselines and the top-k stay
         summary["weights"] = pruned.to_dict()
@@ -609,11 +627,15 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         ray.shutdown()
 
 
-def _mark_orphans(tracker, grid) -> None:
+def _mark_orphans(tracker: SearchTracker, grid: ResultGrid) -> None:
     """Tag child runs of trials this search no longer knows (lost between two Tune state saves)."""
     from w2s_ray.tracking.orphans import mark_orphan_trials
 
-    known = {r.metrics.get("trial_id") for r in grid if r.metrics} | set(grid.get_dataframe().get("trial_id", []))
+    if tracker.experiment_id is None or tracker.parent_run_id is None:
+        return  # the tracking server never answered: nothing of this search is in MLflow to mark
+    results = (grid[i] for i in range(len(grid)))
+    known = {str(r.metrics["trial_id"]) for r in results if r.metrics and r.metrics.get("trial_id")}
+    known |= {str(t) for t in grid.get_dataframe().get("trial_id", [])}
     orphans = mark_orphan_trials(tracker.client, tracker.experiment_id, tracker.parent_run_id, known)
     if orphans:
         print(f"marked {len(orphans)} MLflow trial run(s) of trials lost before Tune saved them as w2s.orphan: "
@@ -623,9 +645,9 @@ def _mark_orphans(tracker, grid) -> None:
 def _search_params(plan: SearchPlan) -> dict[str, Any]:
     return {"task": plan.task, "preset": plan.preset.name, "space": str(plan.space.path), "weak": plan.weak,
             "strong": plan.strong, "ladder": ",".join(plan.ladder), "num_samples": plan.num_samples,
-            "seed": plan.args.seed, "select_on": plan.args.select_on, "val_labels": plan.args.val_labels,
-            "sizes": json.dumps(to_dict(plan.data_cfg.sizes)), "min_gap": plan.args.min_gap,
-            "gap_z": plan.args.gap_z, **{f"budget.{role}": n for role, n in plan.budgets.items()},
+            "seed": plan.settings.seed, "select_on": plan.settings.select_on, "val_labels": plan.settings.val_labels,
+            "sizes": json.dumps(to_dict(plan.data_cfg.sizes)), "min_gap": plan.settings.min_gap,
+            "gap_z": plan.settings.gap_z, **{f"budget.{role}": n for role, n in plan.budgets.items()},
             "bootstrap_folds": ",".join(map(str, plan.fold_choices))}
 
 
@@ -649,7 +671,7 @@ def _search_tags(plan: SearchPlan) -> dict[str, str]:
     return tags
 
 
-def _log_stages(tracker, shared, cache_uri: str) -> dict[str, str]:
+def _log_stages(tracker: SearchTracker, shared: SharedStages, cache_uri: str) -> dict[str, str]:
     from w2s_ray.pipeline.stage_pointer import weights_uri
 
     runs: dict[str, str] = {}

@@ -25,7 +25,7 @@ import json
 import os
 import ssl
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,12 +128,12 @@ def _cluster_config_gpus(raw: bytes | None) -> float:
     return _startable((g.resources.get("GPU", 0), g.max_count) for g in config.node_group_configs)
 
 
-def _startable(groups) -> float:
+def _startable(groups: Iterable[tuple[float | None, int]]) -> float:
     """Sum of GPUs x max nodes over groups (a max of -1, unlimited, counts as one node)."""
     total = 0.0
     for gpus, max_count in groups:
         if float(gpus or 0) > 0 and max_count != 0:
-            total += float(gpus) * (1 if max_count < 0 else max_count)
+            total += float(gpus or 0) * (1 if max_count < 0 else max_count)
     return total
 
 

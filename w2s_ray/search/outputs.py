@@ -7,7 +7,7 @@ import math
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -18,8 +18,15 @@ from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.pipeline.stages import StageResult
 from w2s_ray.train.executor import Executor
 
+if TYPE_CHECKING:
+    from ray.tune import ResultGrid
 
-def _trial_frame(grid) -> pd.DataFrame:
+    from w2s_ray.search.context import SearchContext
+    from w2s_ray.search.driver import SearchPlan
+    from w2s_ray.search.prune import PruneReport
+
+
+def _trial_frame(grid: ResultGrid) -> pd.DataFrame:
     frame = grid.get_dataframe()
     for column in frame.columns:
         if frame[column].dtype == object:
@@ -36,7 +43,7 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _student(plan, key: str) -> StageResult:
+def _student(plan: SearchPlan, key: str) -> StageResult:
     path = StageCache(plan.cache_uri).get("student", key)
     if path is None:
         raise RuntimeError(f"student stage {key} is missing from the cache")
@@ -56,12 +63,13 @@ ROW_NOTES = {
 }
 
 
-def summarize_search(plan, ctx, grid) -> dict[str, Any]:
+def summarize_search(plan: SearchPlan, ctx: SearchContext, grid: ResultGrid) -> dict[str, Any]:
     """Baseline (first points_to_evaluate), best trial and the other criterion's pick: val, then once test.
 
     Every trial records both objectives, so the pick of the selection mode the search did not
     use (``best_by_weak`` or ``best_by_gt``) costs no training and shows how the two modes differ.
     """
+    settings = plan.settings
     frame = _trial_frame(grid)
     finished = frame[frame.get("final", pd.Series(dtype=float)).fillna(0) == 1] if "final" in frame else frame.iloc[0:0]
     if finished.empty:
@@ -73,28 +81,29 @@ def summarize_search(plan, ctx, grid) -> dict[str, Any]:
         if label not in rows:
             rows[label] = finished[is_base].iloc[0] if is_base.any() else None
     rows["best"] = finished.loc[finished["objective"].astype(float).idxmax()]
-    other = OTHER_CRITERION[plan.args.select_on]
+    other = OTHER_CRITERION[plan.settings.select_on]
     other_scores = finished.get(f"objective_{other}")
     rows[f"best_by_{other}"] = finished.loc[other_scores.astype(float).idxmax()] if other_scores is not None else None
     from w2s_ray.tracking.uri import redact
 
     # `report` logs its plots where the search tracked; a URI holding a password is not written down
     tracking = plan.tracking_uri if redact(plan.tracking_uri) == plan.tracking_uri else None
-    report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.args.select_on,
+    report: dict[str, Any] = {"name": plan.name, "task": plan.task, "select_on": plan.settings.select_on,
                               "tracking_uri": tracking, "experiment": plan.experiment,
-                              "confirm_planned": int(plan.args.confirm_seeds or 0),
+                              "confirm_planned": int(plan.confirm_seeds or 0),
                               "n_trials": len(frame), "n_finished": len(finished),
                               "references": ctx.shared.selection, "rows": {}}
     for label, row in rows.items():
         if row is None:
             continue
         student = _student(plan, row["student_key"])
+        assert plan.data is not None  # prepared by plan_search
         report["rows"][label] = {
             "trial_id": row["trial_id"], "config": _config_of(row),
-            "val": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "val", plan.args.val_labels,
-                           plan.args.min_gap, plan.args.gap_z),
-            "test": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "test", None, plan.args.min_gap,
-                            plan.args.gap_z),
+            "val": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "val", settings.val_labels,
+                           settings.min_gap, settings.gap_z),
+            "test": compare(plan.data, ctx.shared.weak, student, ctx.shared.ceiling, "test", None, settings.min_gap,
+                            settings.gap_z),
         }
     best = report["rows"]["best"]
     report["best_config"] = plain({"task": plan.task, "weak": plan.weak, "strong": plan.strong,
@@ -123,11 +132,11 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _pgr_cell(entry: dict) -> str:
+def _pgr_cell(entry: dict[str, Any]) -> str:
     return f"{entry['pgr']:.3f}" if entry["pgr"] is not None else f"undefined ({entry['pgr_reason']})"
 
 
-def _gap_cell(entry: dict) -> str:
+def _gap_cell(entry: dict[str, Any]) -> str:
     """``ceiling − weak ± its paired standard error (n labels)``."""
     se = entry.get("gap_se")
     return f"{entry['gap']:.3f}" + (f" ± {se:.3f}" if se is not None else "") + f" (n={entry['n_labels']})"
@@ -186,7 +195,7 @@ def budget_lines(references: dict[str, Any]) -> list[str]:
     return lines + flags
 
 
-def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict[str, Any]:
+def confirm_seeds(plan: SearchPlan, ctx: SearchContext, report: dict[str, Any], executor: Executor) -> dict[str, Any]:
     """Retrain weak, ceiling, baselines and best on K further seeds; test PGR mean ± std and paired stats.
 
     The seeds are ``seed + 1 … seed + K``. Each reshuffles the search's pool of texts among A, B,
@@ -202,11 +211,12 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
     from w2s_ray.search.trainable import student_config
 
     per_label: dict[str, list[dict]] = {label: [] for label in report["rows"] if confirmed(label)}
-    fresh = bool(getattr(plan.args, "fresh_pool", False))
-    for seed in range(plan.args.seed + 1, plan.args.seed + 1 + plan.args.confirm_seeds):
+    fresh = bool(plan.settings.fresh_pool)
+    for seed in range(plan.settings.seed + 1, plan.settings.seed + 1 + plan.confirm_seeds):
         data = prepare_data(replace(plan.data_cfg, seed=seed, pool_seed=None if fresh else plan.data_cfg.seed))
         acts = SplitActivations(data, plan.cache_uri, plan.reference_base.max_length, plan.reference_base.pooling)
-        pipe = Pipeline(data, StageCache(plan.cache_uri), executor, val_labels=plan.args.val_labels, activations=acts)
+        pipe = Pipeline(data, StageCache(plan.cache_uri), executor, val_labels=plan.settings.val_labels,
+                        activations=acts)
         ref = plan.reference_base.replace(seed=seed)
         weak, _, _ = pipe.select("weak", plan.weak, ref, plan.references["weak"])
         ceiling, _, _ = pipe.select("ceiling", plan.strong, ref, plan.references["ceiling"])
@@ -217,11 +227,11 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
             links = search_chain(replace(seed_plan, max_bootstrap=setup.steps), pipe, weak, ceiling, setup.folds).links
             source = links[-1] if links else weak
             student = pipe.student(plan.strong, setup.cfg, source, setup.weak_labels, weak=weak, folds=setup.folds)
-            per_label[label].append(compare(data, weak, student, ceiling, "test", None, plan.args.min_gap,
-                                            plan.args.gap_z))
-    out: dict[str, Any] = {"seeds": plan.args.confirm_seeds, "pool": "fresh" if fresh else "reshuffled",
+            per_label[label].append(compare(data, weak, student, ceiling, "test", None, plan.settings.min_gap,
+                                            plan.settings.gap_z))
+    out: dict[str, Any] = {"seeds": plan.confirm_seeds, "pool": "fresh" if fresh else "reshuffled",
                            "per_seed": per_label, "stats": {}, "paired": {}}
-    lines = [f"confirmation on {plan.args.confirm_seeds} further seeds (test split; "
+    lines = [f"confirmation on {plan.confirm_seeds} further seeds (test split; "
              f"{'a fresh pool of texts' if fresh else 'the same pool reshuffled'} per seed)", "",
              "| config | weak | ceiling | student | test PGR | undefined |", "|---|---|---|---|---|---|"]
     for label, runs in per_label.items():
@@ -247,17 +257,17 @@ def confirm_seeds(plan, ctx, report: dict[str, Any], executor: Executor) -> dict
     return out
 
 
-def prune_weights(plan, report: dict[str, Any], grid):
+def prune_weights(plan: SearchPlan, report: dict[str, Any], grid: ResultGrid) -> PruneReport:
     """Keep the weights of the baselines and the ``--keep-top-k`` best students; delete the other
     students' weights and any Ray Train checkpoint left by a training that never published."""
     from w2s_ray.search.prune import drop_leftover_checkpoints, prune_students
 
-    pruned = prune_students(plan.cache_uri, _trial_frame(grid), report["rows"], getattr(plan.args, "keep_top_k", 3))
+    pruned = prune_students(plan.cache_uri, _trial_frame(grid), report["rows"], plan.settings.keep_top_k)
     pruned.freed_bytes += drop_leftover_checkpoints(plan.train_storage)
     return pruned
 
 
-def write_outputs(plan, report: dict[str, Any], grid) -> Path:
+def write_outputs(plan: SearchPlan, report: dict[str, Any], grid: ResultGrid) -> Path:
     """summary.md, best_config.yaml, trials.parquet, search.json and plots/ under <storage>/<name>/w2s/."""
     from w2s_ray.search.storage import publish_dir
 
