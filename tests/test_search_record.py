@@ -22,6 +22,7 @@ def test_resume_accepts_a_search_that_has_only_its_record(tmp_path, data_dir, mo
     resumed = tiny_plan(tmp_path, data_dir, "--name", "s", "--resume")  # accepted: the record exists
     second = write_search_record(resumed, {"num_samples": resumed.num_samples})
     assert second["starts"] == 2 and second["created_at"] == first["created_at"]
+    assert len(first["search_id"]) == 32 and second["search_id"] == first["search_id"]  # kept on resume
     assert read_search_record(plan.exp_path) == second
     assert not list((tmp_path / "runs" / "s" / "w2s").glob(".*"))  # no temp file left by the atomic write
 
@@ -42,3 +43,27 @@ def test_running_trial_runs_unknown_to_the_search_are_marked_orphans(tmp_path):
     assert lost.data.tags[ORPHAN_TAG] == "true" and lost.info.status == "KILLED"
     assert ORPHAN_TAG not in client.mlflow.get_run(runs["known"]).data.tags
     assert mark_orphan_trials(client, exp, parent, {"known", "done"}) == []  # a KILLED run is not marked again
+
+
+def test_a_search_rerun_after_its_storage_was_deleted_gets_a_new_parent_run(tmp_path, data_dir, model_cache):
+    import shutil
+
+    from w2s_ray.tracking import BufferedClient, SearchTracker, find_search_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    plan = tiny_plan(tmp_path, data_dir, "--name", "s")
+    first_id = write_search_record(plan, {})["search_id"]
+
+    def parent(search_id: str) -> str:
+        BufferedClient.forget_shared()
+        tracker = SearchTracker(uri, "e", "s", plan.exp_path, search_id=search_id)
+        return tracker.start({"task": "sst2"})
+
+    first = parent(first_id)
+    assert parent(write_search_record(plan, {})["search_id"]) == first  # a resume: same record, same run
+    shutil.rmtree(tmp_path / "runs")
+    second_id = write_search_record(plan, {})["search_id"]
+    assert second_id != first_id
+    second = parent(second_id)
+    assert second != first
+    assert find_search_run(uri, "e", "s", second_id) == second and find_search_run(uri, "e", "s", first_id) == first

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if uri is None and not args.no_mlflow:
         print("no tracking URI given or recorded by the search (and no ./mlflow.db); plots not logged to MLflow")
     elif uri is not None:
-        run = log_plots(paths, uri, args.experiment or f"w2s-{search['task']}", search["name"])
+        run = log_plots(paths, uri, args.experiment or f"w2s-{search['task']}", search["name"],
+                        search.get("search_id"))
         print(f"logged to MLflow run {run}" if run else "no MLflow parent run found for this search; plots not logged")
     return 0
 

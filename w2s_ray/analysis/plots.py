@@ -163,14 +163,16 @@ def write_plots(search: dict[str, Any], trials: pd.DataFrame, dest: Path) -> lis
     return make_plots(dest, dest, loaded=(search, trials))
 
 
-def log_plots(paths: list[Path], tracking_uri: str, experiment: str, search_name: str) -> str | None:
-    """Attach the plots to the search's parent run; returns its id (None if not found)."""
+def log_plots(paths: list[Path], tracking_uri: str, experiment: str, search_name: str,
+              search_id: str | None = None) -> str | None:
+    """Attach the plots to the search's parent run (that search's, when ``search_id`` is known);
+    returns its id (None if not found)."""
     import mlflow
 
     from w2s_ray.tracking import check_tracking_uri, find_search_run
 
     check_tracking_uri(tracking_uri)
-    run_id = find_search_run(tracking_uri, experiment, search_name)
+    run_id = find_search_run(tracking_uri, experiment, search_name, search_id)
     if run_id is None:
         return None
     client = mlflow.MlflowClient(tracking_uri)

@@ -591,10 +591,11 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
 
     init_ray(plan)  # an address that does not answer fails here, before anything is written
     try:
-        write_search_record(plan, _search_params(plan))  # the search exists from here on: --resume finds it
+        record = write_search_record(plan, _search_params(plan))  # the search exists from here on: --resume finds it
         if plan.settings.resume and not _can_restore(plan):
             print(f"resuming search {plan.name}: no trial state saved yet; finished stages come from the cache")
-        tracker = SearchTracker(plan.tracking_uri, plan.experiment, plan.name, plan.exp_path)
+        tracker = SearchTracker(plan.tracking_uri, plan.experiment, plan.name, plan.exp_path,
+                                search_id=record["search_id"])
         tracker.start(params=_search_params(plan), tags=_search_tags(plan))
         scaling = scaling_for(plan)
         executor = RayTrainExecutor(plan.train_storage, scaling, plan.settings.max_failures)
@@ -606,7 +607,7 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
         from w2s_ray.search.fault_hooks import fault_callbacks  # test hooks only when W2S_FAULT_DIR is set
         grid = make_tuner(plan, ctx, [callback, *fault_callbacks()]).fit()
         _mark_orphans(tracker, grid)
-        summary = summarize_search(plan, ctx, grid)
+        summary = {"search_id": record["search_id"], **summarize_search(plan, ctx, grid)}
         if plan.confirm_seeds:
             summary["confirm"] = confirm_seeds(plan, ctx, summary, executor)
         pruned = prune_weights(plan, summary, grid)  # weights of the baselines and the top-k stay

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from w2s_ray.tracking.client import _read_text, _write_text
@@ -35,10 +36,15 @@ def read_search_record(exp_path: str) -> dict[str, Any] | None:
 
 def write_search_record(plan: SearchPlan, settings: dict[str, Any]) -> dict[str, Any]:
     """Write (atomically: temp file + rename, or one object put) the plan's record; keeps ``created_at``
-    and counts ``starts`` when the record exists already. Returns what was written."""
+    and counts ``starts`` when the record exists already. Returns what was written.
+
+    ``search_id`` is drawn once, when the search is first written, and kept on every resume: MLflow
+    matches the search's parent run on it, so a search rerun under the same name after its storage
+    was deleted gets a new parent run instead of writing into the old one."""
     old = read_search_record(plan.exp_path) or {}
     record = {
-        "name": plan.name, "task": plan.task, "preset": plan.preset.name, "storage": plan.storage,
+        "name": plan.name, "search_id": old.get("search_id") or uuid.uuid4().hex,
+        "task": plan.task, "preset": plan.preset.name, "storage": plan.storage,
         "cache": plan.cache_uri, "tracking_uri": redact(plan.tracking_uri), "experiment": plan.experiment,
         "settings": settings,
         "created_at": old.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),

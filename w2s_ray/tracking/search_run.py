@@ -32,8 +32,10 @@ def unlogged_path(storage_path: str | Path) -> str:
     return f"{str(storage_path).rstrip('/')}/{UNLOGGED_FILENAME}"
 
 
-def find_search_run(tracking_uri: str, experiment_name: str, search_name: str) -> str | None:
-    """The parent run id of a search, or None (for reports on a finished search)."""
+def find_search_run(tracking_uri: str, experiment_name: str, search_name: str,
+                    search_id: str | None = None) -> str | None:
+    """The parent run id of a search, or None (for reports on a finished search). With ``search_id``
+    (from the search record) only that search's run matches, not an earlier one of the same name."""
     client = BufferedClient.shared(tracking_uri)
     with client.short_http():
         exp = client.mlflow.get_experiment_by_name(experiment_name)
@@ -41,7 +43,8 @@ def find_search_run(tracking_uri: str, experiment_name: str, search_name: str) -
             return None
         runs = client.mlflow.search_runs(
             [exp.experiment_id],
-            filter_string=f"tags.`w2s.search_key` = '{search_key(search_name)}' and tags.`w2s.role` = '{ROLE_SEARCH}'",
+            filter_string=f"tags.`w2s.search_key` = '{search_key(search_name)}' and tags.`w2s.role` = '{ROLE_SEARCH}'"
+                          + (f" and tags.`w2s.search_id` = '{search_id}'" if search_id else ""),
             max_results=1, order_by=["attributes.start_time ASC"],
         )
     return runs[0].info.run_id if runs else None
@@ -50,7 +53,8 @@ def find_search_run(tracking_uri: str, experiment_name: str, search_name: str) -
 class SearchTracker:
     """Parent run per search, stage runs nested under it, and the final summary.
 
-    Resuming a search (same `search_name` in the same experiment) continues the same parent run.
+    Resuming a search (same `search_name` in the same experiment, and the same `search_id` when
+    one is given) continues the same parent run.
     All writes after `start` are buffered (see `BufferedClient`): a tracking server that goes down
     mid-search delays them, and `finish` reports anything that could not be logged.
     """
@@ -63,8 +67,10 @@ class SearchTracker:
         storage_path: str | Path,
         *,
         artifact_location: str | None = None,
+        search_id: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.search_id = search_id
         self.experiment_name = experiment_name
         self.search_name = search_name
         self.storage_path = str(storage_path)
@@ -94,6 +100,8 @@ class SearchTracker:
             with self.client.short_http():
                 self.experiment_id = self._get_or_create_experiment()
                 match = {"w2s.search_key": search_key(self.search_name), "w2s.role": ROLE_SEARCH}
+                if self.search_id:
+                    match["w2s.search_id"] = self.search_id
                 run_tags = {"w2s.search_name": self.search_name, "w2s.storage_path": self.storage_path,
                             **provenance_tags()}
                 self.parent_run_id, created = self.client.get_or_create_run(
