@@ -145,7 +145,7 @@ class LocalRay:
                 proc.send_signal(signal.SIGTERM)
             except psutil.NoSuchProcess:
                 pass
-        _, alive = psutil.wait_procs(procs, timeout=15)
+        _, alive = psutil.wait_procs(procs, timeout=3)  # then SIGKILL: a test cluster keeps no state
         for proc in alive:
             try:
                 proc.kill()

@@ -113,37 +113,6 @@ def assert_one_parent_one_child_per_trial(tmp: Path, trials: pd.DataFrame) -> No
 
 
 @pytest.mark.ray
-def test_killed_trial_worker_resumes_from_its_checkpoint(cluster, fault_dir, tmp_path, data_dir, model_cache,
-                                                         tiny_shared_stages):
-    copy_shared_stages(tiny_shared_stages, tmp_path / "runs")
-    flag = arm(fault_dir, "worker.student.after_epoch_1", "kill")
-    proc = search(tmp_path, data_dir, cluster, fault_dir)
-    assert proc.returncode == 0, _tail(proc)
-    assert not flag.exists(), "the fault never fired"
-
-    trials = trials_frame(tmp_path)
-    assert len(trials) == TRIALS and (trials["final"] == 1).all()
-    cache = StageCache(tmp_path / "runs" / "cache")
-    students = {key: json.loads((cache.get("student", key) / "metrics.json").read_text())
-                for key in trials["student_key"]}
-    resumed = {k: m for k, m in students.items() if m["resumed_from_step"] > 0}
-    assert len(resumed) == 1, {k: m["resumed_from_step"] for k, m in students.items()}
-    (key, killed), = resumed.items()
-    # restored after epoch 1: the step counter continued from epoch 1's last step, not from 0
-    assert killed["resumed_from_step"] == killed["history"][0]["step"]
-    assert killed["steps"] > killed["resumed_from_step"]
-    assert len(killed["history"]) == 2  # epoch 1 (restored) + epoch 2, not 1 + 1 + 2
-    # the same data and epochs: the resumed run took exactly as many steps as an uninterrupted one
-    untouched = next(m for k, m in students.items() if k != key)
-    assert killed["steps"] == untouched["steps"]
-    # each student published once (the killed worker never published)
-    counts = Counter((t["stage"], t["key"]) for t in cache.trainings())
-    assert counts[("student", key)] == 1 and set(counts.values()) == {1}
-
-    assert_one_parent_one_child_per_trial(tmp_path, trials)
-
-
-@pytest.mark.ray
 def test_killed_driver_resumes_without_retraining(cluster, fault_dir, tmp_path, data_dir, model_cache,
                                                   tiny_shared_stages):
     # TUNE_GLOBAL_CHECKPOINT_S=0: Tune saves its experiment state every step, so at the kill the

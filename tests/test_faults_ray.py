@@ -187,21 +187,35 @@ def stage_metrics(search: Search, stage: str) -> dict:
     return json.loads((search.cache.get(stage, key) / "metrics.json").read_text())
 
 
-# ----- a Train worker killed during a shared stage ----------------------------------------------
+# ----- Train workers killed: one during a shared stage, one during a trial's student -------------
 @pytest.mark.ray
-def test_killed_ceiling_worker_resumes_from_its_checkpoint(cluster, fault_dir, tmp_path, data_dir, model_cache):
-    search = Search(tmp_path, data_dir, cluster, fault_dir, "tiny", trials=1, launcher=TWO_REFERENCE_EPOCHS)
-    flag = arm(fault_dir, "worker.ceiling.after_epoch_1", "kill")
+def test_killed_train_workers_resume_from_their_checkpoints(cluster, fault_dir, tmp_path, data_dir, model_cache):
+    """One search, two faults: the ceiling's Train worker and then one student's Train worker are
+    each SIGKILLed after their first epoch's checkpoint (each flag fires once)."""
+    search = Search(tmp_path, data_dir, cluster, fault_dir, "tiny", trials=2, launcher=TWO_REFERENCE_EPOCHS)
+    flags = [arm(fault_dir, "worker.ceiling.after_epoch_1", "kill"), arm(fault_dir, "worker.student.after_epoch_1",
+                                                                         "kill")]
     proc = search.run()
     assert proc.returncode == 0, _tail(proc)
-    assert not flag.exists(), "the fault never fired"
+    assert not any(flag.exists() for flag in flags), "a fault never fired"
 
     ceiling = stage_metrics(search, "ceiling")
     assert len(ceiling["history"]) == 2  # 2 epochs: epoch 1 restored, epoch 2 trained after the restart
     assert ceiling["resumed_from_step"] == ceiling["history"][0]["step"] > 0
     assert stage_metrics(search, "weak")["resumed_from_step"] == 0
     assert ceiling["steps"] == stage_metrics(search, "weak")["steps"]  # same data and epochs: no step redone
-    assert trained_once(search) == {"weak": 1, "ceiling": 1, "student": 1}
+
+    students = {key: json.loads((search.cache.get("student", key) / "metrics.json").read_text())
+                for key in search.trials_frame()["student_key"]}
+    resumed = {k: m for k, m in students.items() if m["resumed_from_step"] > 0}
+    assert len(resumed) == 1, {k: m["resumed_from_step"] for k, m in students.items()}
+    (key, killed), = resumed.items()
+    # restored after epoch 1: the step counter continued from epoch 1's last step, not from 0
+    assert killed["resumed_from_step"] == killed["history"][0]["step"] and killed["steps"] > killed["resumed_from_step"]
+    assert len(killed["history"]) == 2  # epoch 1 (restored) + epoch 2, not 1 + 1 + 2
+    untouched = next(m for k, m in students.items() if k != key)
+    assert killed["steps"] == untouched["steps"]  # the same data and epochs: as many steps as uninterrupted
+    assert trained_once(search) == {"weak": 1, "ceiling": 1, "student": 2}
     one_parent_one_finished_child_per_trial(search)
 
 
