@@ -66,3 +66,35 @@ def test_fit_never_trains_on_a_last_batch_of_one():
     state = _fit(5, epochs=2, sizes=sizes)
     assert sizes == [2, 3, 2, 3]
     assert state.step == 4 and [h["step"] for h in state.history] == [2, 4]
+
+
+@pytest.mark.parametrize("steps, k, marks", [
+    (10, 1, set()), (10, 2, {5}), (10, 4, {2, 5, 8}), (3, 2, {2}), (1, 2, set()), (2, 4, {1}),
+])
+def test_progress_steps_cut_the_epoch_into_near_equal_parts(steps, k, marks):
+    from w2s_ray.train.loop import progress_steps
+
+    assert progress_steps(steps, k) == marks
+
+
+def test_mid_epoch_progress_reports_change_nothing_the_loop_trains():
+    def run(k: int) -> tuple[LoopState, dict, list[tuple[int, int]]]:
+        torch.manual_seed(0)
+        model = _BagOfTokens()
+        enc = Encoded("classify", [[1 + i % 9, 2] for i in range(20)])
+        cfg = TrainConfig(lr=1e-2, epochs=2, batch_size=2, seed=7)
+        seen: list[tuple[int, int]] = []
+
+        def progress(st: LoopState, mdl: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+            seen.append((st.epoch, st.step))
+
+        state = fit(model, enc, np.linspace(0.1, 0.9, 20), cfg,
+                    lambda m, y, p: torch.nn.functional.binary_cross_entropy_with_logits(m, y), pad_id=0,
+                    on_progress=progress, reports_per_epoch=k)
+        return state, {n: t.detach().clone() for n, t in model.state_dict().items()}, seen
+
+    plain, plain_weights, none = run(1)
+    halves, half_weights, seen = run(2)
+    assert none == [] and seen == [(0, 5), (1, 15)]  # 10 steps per epoch: one report mid-way through each
+    assert [h["train_loss"] for h in halves.history] == [h["train_loss"] for h in plain.history]
+    assert all(torch.equal(plain_weights[n], half_weights[n]) for n in plain_weights)

@@ -63,3 +63,35 @@ def test_each_epoch_reports_the_final_no_gt_score_terms(tmp_path, data_dir, mode
     assert epoch_objective(history[-1], meta) == pytest.approx(final["objective_weak"], abs=1e-12)
     assert final["student_major_share"] == pytest.approx(history[-1]["val_major_share"])
 
+
+
+def test_half_epoch_rungs_report_twice_per_epoch_and_train_the_same_student(tmp_path, data_dir, model_cache):
+    """``--asha --asha-grace-epochs 0.5``: each student reports mid-epoch too (no checkpoint), so
+    ASHA's first rung falls after half an epoch; the stage key and the trained student are unchanged."""
+    from w2s_ray.search.driver import asha_scheduler
+
+    plan = tiny_plan(tmp_path, data_dir, "--asha", "--asha-grace-epochs", "0.5")
+    assert plan.reports_per_epoch == 2
+    scheduler = asha_scheduler(plan)
+    # the tiny space trains 1 epoch: two reports, then the trial's final one; the first rung is report 1
+    assert scheduler is not None and scheduler._max_t == 1 * 2 + 1
+    assert min(milestone for milestone, _ in scheduler._brackets[0]._rungs) == 1
+    shared = compute_shared(plan, LocalExecutor())
+    ctx = search_context(plan, shared, ScalingSpec())
+    assert ctx.reports_per_epoch == 2
+    cfg, _, policy, _ = student_config({"loss": "xent", "lr": 5e-4, "epochs": 2}, ctx)
+    runs = {}
+    for k in (1, 2):
+        executor = _ReportingExecutor()
+        pipe = Pipeline(plan.data, StageCache(tmp_path / f"cache-{k}"), executor)
+        student = pipe.student(plan.strong, cfg, shared.weak, policy, weak=shared.weak,
+                               epoch_metrics=student_epoch_objective(ctx), reports_per_epoch=k)
+        runs[k] = (student, executor.reports)
+    (one, one_reports), (two, two_reports) = runs[1], runs[2]
+    assert one.key == two.key  # the report cadence is not part of the stage key
+    assert [r["epoch"] for r in one_reports] == [1, 2]
+    assert [r.get("mid_epoch", 0) for r in two_reports] == [1, 0, 1, 0]
+    assert [r["epoch"] for r in two_reports][1::2] == [1, 2] and 0 < two_reports[0]["epoch"] < 1
+    assert all("objective" in r and "val_acc_gt" in r for r in two_reports)  # ASHA can rank at every rung
+    assert len(two.metrics["history"]) == 2  # mid-epoch reports add no history entries
+    assert one.probs("test").tolist() == two.probs("test").tolist()  # the same student

@@ -75,9 +75,11 @@ class Pipeline:
     # -- generic ------------------------------------------------------------
     def _run(self, kind: str, model: str, cfg: TrainConfig, train_split: str, rows: np.ndarray,
              targets: np.ndarray, predict: list[str], monitor: dict, upstream: dict,
-             meta: dict | None = None, epoch_metrics: EpochMetrics | None = None) -> StageResult:
+             meta: dict | None = None, epoch_metrics: EpochMetrics | None = None,
+             reports_per_epoch: int = 1) -> StageResult:
         """Reuse the cached stage or train it. The key covers what determines the outputs; ``meta``
-        (ledger and metrics labels) and ``epoch_metrics`` (extra per-epoch reports) stay out of it.
+        (ledger and metrics labels), ``epoch_metrics`` (extra per-epoch reports) and
+        ``reports_per_epoch`` (mid-epoch progress reports) stay out of it.
         A probe fit runs in this process and reports no epochs, so ``epoch_metrics`` is not called."""
         payload = {
             "data": self.data.fingerprint, "model": model, "train": to_dict(cfg), "train_split": train_split,
@@ -100,6 +102,7 @@ class Pipeline:
                          for name in predict},
                 monitor=monitor, cache_uri=self.cache.uri, cache_kind=kind, cache_key=key,
                 meta={"task": self.data.task, **self.trial_meta, **(meta or {})}, epoch_metrics=epoch_metrics,
+                reports_per_epoch=reports_per_epoch,
             )
             trial = self.trial_meta.get("trial_id")
             self.executor.run(job, name=f"{kind}-{key}" + (f"-{trial}" if trial else ""))
@@ -257,12 +260,14 @@ class Pipeline:
 
     def student(self, model: str, cfg: TrainConfig, labels_from: StageResult,
                 weak_labels: WeakLabels | None = None, weak: StageResult | None = None,
-                folds: int = DEFAULT_FOLDS, epoch_metrics: EpochMetrics | None = None) -> StageResult:
+                folds: int = DEFAULT_FOLDS, epoch_metrics: EpochMetrics | None = None,
+                reports_per_epoch: int = 1) -> StageResult:
         """Strong student trained on labels from the weak model or last bootstrap link, processed by
         ``weak_labels`` (a registered method; those that fit on B are cross-fitted over ``folds``).
 
-        ``epoch_metrics`` adds to each of the student's epoch reports (a search's objective); the
-        relabelling stages run without it."""
+        ``epoch_metrics`` adds to each of the student's epoch reports (a search's objective), and
+        ``reports_per_epoch`` k > 1 makes k reports per epoch (finer early-stopping rungs); the
+        relabelling stages run without either."""
         weak_labels = weak_labels or WeakLabels()
         probs = labels_from.probs("b")
         ids = fold_ids(len(probs), folds, cfg.seed)
@@ -278,7 +283,8 @@ class Pipeline:
         ref = weak or labels_from
         monitor = self._val_monitor({"val_acc_weak": ("val", ref.probs("val").tolist())})
         return self._run("student", model, cfg, "b", rows, targets, self._eval_splits(), monitor,
-                         upstream={"labels_from": labels_from.key, "policy": policy}, epoch_metrics=epoch_metrics)
+                         upstream={"labels_from": labels_from.key, "policy": policy}, epoch_metrics=epoch_metrics,
+                         reports_per_epoch=reports_per_epoch)
 
     def select(self, role: str, model: str, base: TrainConfig,
                grid: list[dict]) -> tuple[StageResult, dict, list[dict]]:

@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-concurrent", type=int, default=None,
                    help="trials running at once (default: the preset's; probe: one per CPU of this machine)")
     s.add_argument("--asha", action="store_true", help="ASHA early stopping (stopped trials are PRUNED in Optuna)")
+    s.add_argument("--asha-grace-epochs", type=float, default=1.0,
+                   help="with --asha: epochs before ASHA's first rung, 1/k for a whole k (1, 0.5, 0.25, ...); below 1 "
+                        "each student reports k times per epoch, so unpromising trials stop before their first "
+                        "epoch ends (default 1)")
     s.add_argument("--select-on", choices=SELECT_MODES, default="gt",
                    help="gt: validation PGR from GT val labels (default); weak: no-GT mode, agreement with weak "
                         "labels first, confidence only as a tie-break, collapsed students last (favours imitation)")

@@ -44,3 +44,4 @@ class SearchContext:
     select_on: str
     gap_z: float = GAP_Z
     baselines: list[dict[str, Any]] = field(default_factory=list)  # the points measured first, in order
+    reports_per_epoch: int = 1  # a student's reports to Tune per epoch (ASHA rungs finer than an epoch)

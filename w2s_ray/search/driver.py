@@ -27,6 +27,7 @@ from w2s_ray.train.executor import Executor, ScalingSpec
 
 if TYPE_CHECKING:
     from ray.tune import Callback, ResultGrid, Tuner
+    from ray.tune.schedulers import ASHAScheduler
 
     from w2s_ray.pipeline.chain import Chain
     from w2s_ray.pipeline.stages import Pipeline, StageResult
@@ -61,6 +62,7 @@ class SearchPlan:
     max_concurrent: int  # trials at once
     confirm_seeds: int  # further seeds the baselines and the best are retrained on
     use_gpu: bool  # every training asks for a GPU
+    reports_per_epoch: int  # a student's reports to Tune per epoch: 1 / --asha-grace-epochs under --asha
     student_base: TrainConfig
     reference_base: TrainConfig
     data: PreparedData | None = None
@@ -103,6 +105,7 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
     positive("--gap-z", settings.gap_z, allow_zero=True)
     positive("--confirm-seeds", settings.confirm_seeds, allow_zero=True)
     positive("--max-failures", settings.max_failures, allow_zero=True)
+    reports_per_epoch = asha_reports_per_epoch(settings)
     space_path = Path(settings.space) if settings.space else preset_space_path(preset, task.name, task.kind)
     space = load_space(space_path, kind=task.kind, task=task.name)
     weak, strong, ladder = model_chain(settings, preset, space)
@@ -135,7 +138,7 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
         tracking_uri=tracking_uri, experiment=settings.experiment or f"w2s-{task.name}",
         num_samples=settings.num_samples or preset.num_samples, max_concurrent=max_concurrent,
         confirm_seeds=settings.confirm_seeds if settings.confirm_seeds is not None else preset.confirm_seeds,
-        use_gpu=bool(use_gpu if use_gpu is not None else preset.use_gpu),
+        use_gpu=bool(use_gpu if use_gpu is not None else preset.use_gpu), reports_per_epoch=reports_per_epoch,
         student_base=base, reference_base=base.replace(epochs=preset.reference_epochs),
     )
     plan.references = reference_plan(plan)
@@ -148,6 +151,31 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
         raise UserError(f"--resume: no search named {name!r} under {storage} to resume")
     plan.data = prepare_data(data_cfg)  # missing/corrupt/single-class data fails here
     return plan
+
+
+def asha_reports_per_epoch(settings: SearchSettings) -> int:
+    """k for ``--asha-grace-epochs`` 1/k (1 without ASHA); UserError for any other value."""
+    grace = settings.asha_grace_epochs
+    if grace != 1.0 and not settings.asha:
+        raise UserError(f"--asha-grace-epochs {grace:g} needs --asha (it sets the first ASHA rung)")
+    k = round(1 / grace) if math.isfinite(grace) and 0 < grace <= 1 else 0
+    if k < 1 or k > 16 or abs(k * grace - 1) > 1e-9:
+        raise UserError(f"--asha-grace-epochs must be 1/k for a whole k from 1 to 16 (1, 0.5, 0.25, ...), "
+                        f"got {grace:g}")
+    return k
+
+
+def asha_scheduler(plan: SearchPlan) -> ASHAScheduler | None:
+    """ASHA over the students' reports (``plan.reports_per_epoch`` per epoch, then the trial's final
+    one): the first rung after ``--asha-grace-epochs``, the last after the most epochs the space allows."""
+    if not plan.settings.asha:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    epochs = plan.space.params.get("epochs")
+    most = int(epochs.bounds[1] if epochs and epochs.type != "fixed" else (epochs.value if epochs else 2))
+    return ASHAScheduler(metric="objective", mode="max", time_attr="training_iteration",
+                         max_t=most * plan.reports_per_epoch + 1, grace_period=1)
 
 
 def reference_plan(plan: SearchPlan) -> dict[str, list[dict]]:
@@ -529,6 +557,7 @@ def search_context(plan: SearchPlan, shared: SharedStages, scaling: ScalingSpec)
         strong=plan.strong, student_base=plan.student_base, scaling=scaling,
         max_failures=plan.settings.max_failures, val_labels=plan.settings.val_labels, min_gap=plan.settings.min_gap,
         select_on=plan.settings.select_on, gap_z=plan.settings.gap_z, baselines=baseline_points(plan, shared),
+        reports_per_epoch=plan.reports_per_epoch,
     )
 
 
@@ -547,7 +576,6 @@ def baseline_points(plan: SearchPlan, shared: SharedStages) -> list[dict[str, An
 
 def make_tuner(plan: SearchPlan, ctx: SearchContext, callbacks: list[Callback]) -> Tuner:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from w2s_ray.search.searcher import make_searcher
     from w2s_ray.search.trainable import student_trial
@@ -559,12 +587,7 @@ def make_tuner(plan: SearchPlan, ctx: SearchContext, callbacks: list[Callback]) 
         print(f"resuming search {plan.name} from {plan.exp_path}")
         return tune.Tuner.restore(plan.exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True,
                                   )
-    scheduler = None
-    if plan.settings.asha:
-        epochs = plan.space.params.get("epochs")
-        max_t = int(epochs.bounds[1] if epochs and epochs.type != "fixed" else (epochs.value if epochs else 2)) + 1
-        scheduler = ASHAScheduler(metric="objective", mode="max", time_attr="training_iteration",
-                                  max_t=max_t, grace_period=1)
+    scheduler = asha_scheduler(plan)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=make_searcher(plan.space, plan.settings.seed, plan.max_concurrent,

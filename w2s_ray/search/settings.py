@@ -35,6 +35,7 @@ class SearchSettings:
     reference_budget: int | None
     max_concurrent: int | None
     asha: bool
+    asha_grace_epochs: float
     select_on: str
     min_gap: float
     gap_z: float

@@ -84,7 +84,7 @@ def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
                     trial_meta={"trial_id": trial_id}, activations=ctx.shared.activations)
     source = label_source(shared, setup.steps, setup.folds)
     student = pipe.student(ctx.strong, setup.cfg, source, setup.weak_labels, weak=shared.weak, folds=setup.folds,
-                           epoch_metrics=student_epoch_objective(ctx))
+                           epoch_metrics=student_epoch_objective(ctx), reports_per_epoch=ctx.reports_per_epoch)
     # the weights stay in the stage cache (their one copy); Tune and MLflow keep a pointer to them
     staging = write_pointer(Path(tempfile.mkdtemp(prefix="w2s-pointer-")), ctx.cache_uri, "student", student.key)
     try:

@@ -31,7 +31,10 @@ class TrainJob:
     ``predict`` names the splits to predict once trained (their inputs, ids and GT labels);
     ``monitor`` names per-epoch accuracies as ``name -> (split, labels)``, e.g. validation
     accuracy against GT and against weak labels; ``epoch_metrics`` adds metrics of the caller's
-    own to each epoch's report. Outputs are published atomically into the stage cache at
+    own to each epoch's report. ``reports_per_epoch`` k > 1 adds k − 1 progress reports inside
+    each epoch (the same metrics, no checkpoint), so an early-stopping scheduler can stop a
+    training before its first epoch ends; it changes no result and is not part of the stage key.
+    Outputs are published atomically into the stage cache at
     ``cache_uri``/``cache_kind``/``cache_key``.
     """
 
@@ -51,6 +54,7 @@ class TrainJob:
     threads: int = 0  # torch intra-op threads for this worker (0: leave as is)
     meta: dict[str, Any] = field(default_factory=dict)
     epoch_metrics: EpochMetrics | None = None
+    reports_per_epoch: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for Ray's ``train_loop_config``; the epoch hook is passed as is, not as a dict."""

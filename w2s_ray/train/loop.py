@@ -66,6 +66,13 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.nda
     return chunks
 
 
+def progress_steps(steps_per_epoch: int, reports_per_epoch: int) -> set[int]:
+    """Steps within an epoch (1-based) after which a mid-epoch report is made: the k − 1 points
+    that cut the epoch into ``reports_per_epoch`` near-equal parts (fewer when the epoch has fewer steps)."""
+    k = max(1, reports_per_epoch)
+    return {round(i * steps_per_epoch / k) for i in range(1, k)} - {0, steps_per_epoch}
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -81,11 +88,15 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     state: LoopState | None = None,
     on_epoch_end: EpochHook | None = None,
+    on_progress: EpochHook | None = None,
+    reports_per_epoch: int = 1,
 ) -> LoopState:
     """Train for ``cfg.epochs`` epochs (resuming from ``state``), with a linear LR decay.
 
     The batches of epoch ``e`` depend only on (seed, e) (:func:`epoch_batches`), so a resumed
-    run sees the same order as an uninterrupted one.
+    run sees the same order as an uninterrupted one. With ``reports_per_epoch`` k > 1,
+    ``on_progress`` is also called k − 1 times inside each epoch, after the steps
+    :func:`progress_steps` names (``state.epoch`` is then still the epochs completed).
     """
     state = state or LoopState()
     optimizer = optimizer or make_optimizer(model, cfg)
@@ -94,9 +105,10 @@ def fit(
     device = _device(model)
     y_all = torch.as_tensor(np.asarray(targets, dtype=np.float32), device=device)
     model.train()
+    marks = progress_steps(steps_per_epoch, reports_per_epoch) if on_progress is not None else set()
     for epoch in range(state.epoch, cfg.epochs):
         losses = []
-        for chunk in epoch_batches(len(enc), cfg.batch_size, cfg.seed, epoch):
+        for in_epoch, chunk in enumerate(epoch_batches(len(enc), cfg.batch_size, cfg.seed, epoch), start=1):
             idx, batch = next(batches(enc, chunk, len(chunk), pad_id))
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * max(0.0, 1.0 - state.step / total)
@@ -108,6 +120,8 @@ def fit(
             optimizer.step()
             state.step += 1
             losses.append(float(loss.detach()))
+            if in_epoch in marks and on_progress is not None:
+                on_progress(state, model, optimizer)
         state.epoch = epoch + 1
         state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": float(np.mean(losses))})
         if on_epoch_end is not None:

@@ -28,7 +28,7 @@ from w2s_ray.models.device import placement, work_device
 from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.train.data import encode
 from w2s_ray.train.job import TrainJob
-from w2s_ray.train.loop import LoopState, fit, make_optimizer, predict
+from w2s_ray.train.loop import LoopState, epoch_batches, fit, make_optimizer, predict
 
 CKPT_FILE = "train_state.pt"
 
@@ -136,18 +136,32 @@ def run_job(job: TrainJob, ctx: _LocalContext | _RayContext) -> None:
     state = LoopState()
     resumed_from = _restore(ctx.checkpoint_dir(), model, optimizer, state)
 
+    def monitored(mdl: torch.nn.Module, metrics: dict[str, Any]) -> None:
+        """Add the monitored accuracies and the caller's epoch metrics (rank 0 only)."""
+        probs = {split: predict(_unwrap(mdl), split_enc, cfg.batch_size, pad_id)
+                 for split, split_enc in monitor_enc.items()}
+        for name, (split, labels) in job.monitor.items():
+            ref = np.asarray(labels, dtype=np.float64)
+            known = ~np.isnan(ref)  # hidden GT labels (--val-labels cap) are NaN
+            metrics[name] = accuracy(probs[split][known], ref[known])
+        if job.epoch_metrics is not None:  # the caller's own metrics, e.g. a search's objective
+            metrics.update(job.epoch_metrics(metrics, probs))
+
+    def on_progress(st: LoopState, mdl: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        """A mid-epoch report for early stopping: monitored metrics, no checkpoint, no history entry."""
+        steps_per_epoch = max(1, len(epoch_batches(len(enc), cfg.batch_size, cfg.seed, 0)))
+        metrics: dict[str, Any] = {"epoch": st.epoch + (st.step - st.epoch * steps_per_epoch) / steps_per_epoch,
+                                   "step": st.step, "stage": job.stage, "resumed_from_step": resumed_from,
+                                   "mid_epoch": 1}
+        if ctx.rank == 0:
+            monitored(mdl, metrics)
+        ctx.report(metrics, None)
+
     def on_epoch_end(st: LoopState, mdl: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
         metrics = dict(st.history[-1], stage=job.stage, resumed_from_step=resumed_from)
         ckpt_dir = None
         if ctx.rank == 0:
-            probs = {split: predict(_unwrap(mdl), split_enc, cfg.batch_size, pad_id)
-                     for split, split_enc in monitor_enc.items()}
-            for name, (split, labels) in job.monitor.items():
-                ref = np.asarray(labels, dtype=np.float64)
-                known = ~np.isnan(ref)  # hidden GT labels (--val-labels cap) are NaN
-                metrics[name] = accuracy(probs[split][known], ref[known])
-            if job.epoch_metrics is not None:  # the caller's own metrics, e.g. a search's objective
-                metrics.update(job.epoch_metrics(metrics, probs))
+            monitored(mdl, metrics)
             st.history[-1].update({k: v for k, v in metrics.items() if k.startswith("val_")})
             if job.checkpoint_every_epoch:
                 ckpt_dir = Path(tempfile.mkdtemp(prefix="w2s-ckpt-"))
@@ -161,7 +175,8 @@ def run_job(job: TrainJob, ctx: _LocalContext | _RayContext) -> None:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         fault_point(f"worker.{job.stage}.after_epoch_{st.epoch}")
 
-    fit(model, enc, targets, cfg, loss_fn, pad_id, optimizer=optimizer, state=state, on_epoch_end=on_epoch_end)
+    fit(model, enc, targets, cfg, loss_fn, pad_id, optimizer=optimizer, state=state, on_epoch_end=on_epoch_end,
+        on_progress=on_progress if job.reports_per_epoch > 1 else None, reports_per_epoch=job.reports_per_epoch)
     if ctx.rank == 0 and job.cache_uri:
         _publish(job, _unwrap(model), tokenizer, pad_id, state, time.time() - started, resumed_from,
                  where)
