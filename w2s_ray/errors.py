@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 EXIT_USAGE = 2
 
@@ -29,7 +29,7 @@ def cli_entry(fn: F) -> Callable[..., int]:
     """Wrap a CLI `main` so a UserError prints `error: <message>` and exits 2."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs) -> int:
+    def wrapper(*args: Any, **kwargs: Any) -> int:
         try:
             rc = fn(*args, **kwargs)
         except UserError as exc:

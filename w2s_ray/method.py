@@ -12,7 +12,7 @@ never be silently dropped.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,8 @@ class StudentMethod:
     bootstrap_folds: int = DEFAULT_FOLDS  # folds of B the links and the weak-label method are cross-fitted over
 
     # The order ``run`` and older callers unpack: (cfg, steps, weak labels, folds).
-    def __iter__(self):
+    # Iterator[Any], not a union: callers unpack the four fields by position, each its own type.
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.train, self.bootstrap_steps, self.weak_labels, self.bootstrap_folds))
 
     @property

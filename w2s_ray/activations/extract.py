@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ class ExtractJob:
         return cls(**data)
 
     @staticmethod
-    def entrypoint():
+    def entrypoint() -> Callable[[dict[str, Any]], None]:
         return extract_worker
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from w2s_ray.config import DataConfig
 from w2s_ray.train.data import inputs_from_rows
+
+if TYPE_CHECKING:
+    import datasets
 
 
 @dataclass
@@ -49,7 +53,7 @@ def _fingerprint(splits: dict[str, Split]) -> str:
     return digest.hexdigest()[:24]
 
 
-def pool_rows(ds, splits: dict) -> Any:
+def pool_rows(ds: datasets.Dataset, splits: Mapping[str, datasets.Dataset]) -> datasets.Dataset:
     """The rows of ``ds`` that ``splits`` hold (by id): the pool a further seed reshuffles."""
     from w2s_ray.tasks.splits import column
 

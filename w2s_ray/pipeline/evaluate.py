@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +14,12 @@ import torch
 from w2s_ray.pipeline.cache import StageCache, stage_key
 from w2s_ray.pipeline.data import Split
 from w2s_ray.pipeline.stages import StageResult
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from w2s_ray.models.heads import ScoreModel
+    from w2s_ray.train.probe import ProbeHead
 
 
 class CheckpointMismatch(RuntimeError):
@@ -43,7 +51,7 @@ def _names(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_stage_model(stage: StageResult):
+def load_stage_model(stage: StageResult) -> tuple[ScoreModel, PreTrainedTokenizerBase]:
     """Rebuild a stage's model from its spec and load its saved (trainable) weights.
 
     Raises :class:`CheckpointMismatch` if a trainable (or, for finetune, any) weight is missing
@@ -63,7 +71,7 @@ def load_stage_model(stage: StageResult):
     return model.eval(), tokenizer
 
 
-def load_probe_head(stage: StageResult, kind: str):
+def load_probe_head(stage: StageResult, kind: str) -> ProbeHead:
     """A probe stage's fitted head (``checkpoint/probe.safetensors``)."""
     from safetensors.torch import load_file
 
@@ -86,7 +94,7 @@ def predict_stage(stage: StageResult, split: Split, kind: str, cache: StageCache
     key = stage_key("eval", {"stage": stage.key, "tag": tag, "n": len(split)})
     found = cache.get("eval", key)
     if found is None:
-        def build(tmp):
+        def build(tmp: Path) -> None:
             if stage.config.get("mode") == "probe":
                 if features is None:
                     raise ValueError(f"probe stage {stage.key} needs the split's activations to predict")

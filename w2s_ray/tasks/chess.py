@@ -39,6 +39,7 @@ import chess
 from w2s_ray.errors import UserError
 from w2s_ray.tasks.base import RecordTask, choice_option, group_key
 from w2s_ray.tasks.hub import HubSource
+from w2s_ray.tasks.local import Record
 from w2s_ray.tasks.registry import register
 
 DISTRACTOR_MODES: tuple[str, ...] = ("matched", "random")
@@ -137,14 +138,14 @@ class ChessTask(RecordTask):
     hub = (HubSource("Lichess/chess-puzzles", splits=("train",), limit=50_000),)
     required = ("FEN", "Moves")
 
-    def check_options(self, options):
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         return {
             **options,
             "distractors": choice_option(self.name, "distractors", options["distractors"], DISTRACTOR_MODES),
             "unmatched": choice_option(self.name, "unmatched", options["unmatched"], UNMATCHED_MODES),
         }
 
-    def records(self, data_dir, options) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    def records(self, data_dir: str | None, options: dict[str, Any]) -> Iterator[tuple[str, str, Record]]:
         """Puzzles deduplicated by (FEN, Moves), first occurrence kept (merged file first)."""
         seen: set[tuple[str, str]] = set()
         for row_id, source, rec in super().records(data_dir, options):
@@ -153,7 +154,8 @@ class ChessTask(RecordTask):
                 seen.add(key)
                 yield row_id, source, rec
 
-    def format(self, rec, rng, options, source, stats: Counter[str]):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> dict[str, Any] | None:
         board, solution = puzzle_position(str(rec["FEN"]), str(rec["Moves"]), source)
         label = int(rng.random() < 0.5)
         picked = choose_distractor(board, solution, options["distractors"], rng)

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from w2s_ray.errors import UserError
 from w2s_ray.tasks.base import RecordTask, binary, group_key, list_option
 from w2s_ray.tasks.hub import HubSource
-from w2s_ray.tasks.local import require_columns
+from w2s_ray.tasks.local import Record, require_columns
 from w2s_ray.tasks.registry import register
 from w2s_ray.tasks.spec import hh_prompt, text  # also used by rm.py
 
@@ -85,7 +85,8 @@ class SciQ(BinaryTask):
     hub = (HubSource("allenai/sciq", splits=("train", "validation", "test")),)
     required = ("question", "correct_answer", "distractor1", "distractor2", "distractor3")
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> list[Row] | None:
         question = text(rec["question"])
         return answer_rows(rng, text(rec["correct_answer"]), [rec[f"distractor{i}"] for i in (1, 2, 3)],
                            lambda answer: f"Q: {question} A: {answer}", group_key(question), stats)
@@ -100,7 +101,8 @@ class CosmosQA(BinaryTask):
     hub = (HubSource("allenai/cosmos_qa", splits=("train", "validation")),)
     required = ("context", "question", "answer0", "answer1", "answer2", "answer3", "label")
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> list[Row] | None:
         answers = [text(rec[f"answer{i}"]) for i in range(4)]
         true_answer = answers[index(rec["label"], 4, "label", source)]
         prefix = f"Context: {text(rec['context'])}\nQuestion: {text(rec['question'])}\nAnswer: "
@@ -123,7 +125,8 @@ class Piqa(BinaryTask):
     hub = (HubSource("ybisk/piqa", splits=("train", "validation")),)
     required = ("goal", "sol1", "sol2", "label")
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> list[Row] | None:
         correct = binary(rec["label"], "label", source)  # 0 -> sol1, 1 -> sol2
         sols = [text(rec["sol1"]), text(rec["sol2"])]
         goal = text(rec["goal"])
@@ -140,7 +143,8 @@ class Quail(BinaryTask):
     hub = (HubSource("textmachinelab/quail", splits=("train", "validation")),)
     required = ("context", "question", "answers", "correct_answer_id")
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> list[Row] | None:
         answers = [text(a) for a in rec["answers"]]
         correct = answers[index(rec["correct_answer_id"], len(answers), "correct_answer_id", source)]
         prefix = f'Passage:\n\n{text(rec["context"])}\n\nQ: "{text(rec["question"])}" Is the answer "'
@@ -157,7 +161,7 @@ class Dream(BinaryTask):
     hub = (HubSource("dataset-org/dream", splits=("train", "validation", "test")),)
     required = ("dialogue",)
 
-    def records(self, data_dir, options):
+    def records(self, data_dir: str | None, options: dict[str, Any]) -> Iterator[tuple[str, str, Record]]:
         """Local files nest the questions of a dialogue; the hub has one row per question."""
         for row_id, source, rec in super().records(data_dir, options):
             if "questions" not in rec:
@@ -166,7 +170,8 @@ class Dream(BinaryTask):
             for j, q in enumerate(rec["questions"] or []):
                 yield f"{row_id}:q{j}", source, {"dialogue": rec["dialogue"], **q}
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> list[Row] | None:
         require_columns([rec], ("question", "choice", "answer"), source)
         dialogue = "\n".join(text(t) for t in rec["dialogue"])
         prefix = f"{dialogue}\n\nQ: {text(rec['question'])} A: "
@@ -183,16 +188,17 @@ class AnthropicHH(BinaryTask):
     required = ("chosen", "rejected")
     hub = (HubSource(HH_HF_ID),)
 
-    def check_options(self, options):
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         return {**options, "hh_splits": list_option(self.name, "hh_splits", options["hh_splits"], HH_SPLITS)}
 
-    def local_files(self, options):
+    def local_files(self, options: dict[str, Any]) -> tuple[str, ...]:
         return tuple(f"hh_rlhf/{s}.test.jsonl.gz" for s in options["hh_splits"])
 
-    def hub_sources(self, options):
+    def hub_sources(self, options: dict[str, Any]) -> tuple[HubSource, ...]:
         return tuple(HubSource(HH_HF_ID, data_dir=s, splits=("train", "test")) for s in options["hh_splits"])
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> list[Row] | None:
         chosen, rejected = text(rec["chosen"]), text(rec["rejected"])
         if chosen == rejected:
             stats["dropped_chosen_equals_rejected"] += 1
@@ -213,14 +219,15 @@ class _EthicsLabelled(BinaryTask):
     prompt: ClassVar[str]  # formatted with the record's fields
 
     @property
-    def hub(self):  # type: ignore[override]
+    def hub(self) -> tuple[HubSource, ...]:  # type: ignore[override]
         return (HubSource("hendrycks/ethics", self.subset, splits=("train", "validation", "test")),)
 
     def group_of(self, rec: dict[str, Any]) -> str:
         """What this record shares with others ('' if only its text)."""
         return ""
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> Row:
         row = {"text": self.prompt.format(**{k: text(rec[k]) for k in self.required if k != "label"}),
                "label": binary(rec["label"], "label", source)}
         group = self.group_of(rec)
@@ -248,7 +255,7 @@ class EthicsDeontology(_EthicsLabelled):
     required = ("scenario", "excuse", "label")
     prompt = "Q: Is the following a morally valid excuse?\n\n{scenario}\n\n{excuse}\n\nA:"
 
-    def group_of(self, rec):
+    def group_of(self, rec: dict[str, Any]) -> str:
         return group_key(rec["scenario"])  # one scenario, several excuses
 
 
@@ -273,7 +280,7 @@ class EthicsVirtue(_EthicsLabelled):
     required = ("scenario", "label")
     prompt = "Q: Does this behavior match the adjective that follows?\n\n{scenario}\n\nA:"
 
-    def group_of(self, rec):
+    def group_of(self, rec: dict[str, Any]) -> str:
         return group_key(text(rec["scenario"]).split(" [SEP] ")[0])  # one scenario, 5+ traits
 
 
@@ -286,7 +293,8 @@ class EthicsUtilitarianism(BinaryTask):
     hub = (HubSource("hendrycks/ethics", "utilitarianism", splits=("train", "validation", "test")),)
     required = ("baseline", "less_pleasant")
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> Row | None:
         better, worse = text(rec["baseline"]), text(rec["less_pleasant"])
         if better == worse:
             stats["dropped_identical_pair"] += 1

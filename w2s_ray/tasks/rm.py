@@ -108,7 +108,7 @@ class RewardModelTask(RecordTask):
     hub = (HubSource(HH_HF_ID),)
     required = ("chosen", "rejected")
 
-    def check_options(self, options):
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         return {
             **options,
             "source": choice_option(self.name, "source", options["source"], RM_SOURCES),
@@ -116,13 +116,13 @@ class RewardModelTask(RecordTask):
             "passage": bool_option(self.name, "passage", options["passage"]),
         }
 
-    def required_columns(self, options):
+    def required_columns(self, options: dict[str, Any]) -> tuple[str, ...]:
         source = options["source"]
         if source in MC_SOURCES:
             return MC_SOURCES[source].required
         return ("question", *self.required) if source == "qa_feedback" else self.required
 
-    def local_files(self, options):
+    def local_files(self, options: dict[str, Any]) -> tuple[str, ...]:
         source = options["source"]
         if source in MC_SOURCES:
             return MC_SOURCES[source].files
@@ -130,7 +130,7 @@ class RewardModelTask(RecordTask):
             return (QA_FEEDBACK_FILE,)
         return tuple(f"hh_rlhf/{s}.test.jsonl.gz" for s in options["hh_splits"])
 
-    def hub_sources(self, options):
+    def hub_sources(self, options: dict[str, Any]) -> tuple[HubSource, ...]:
         source = options["source"]
         if source in MC_SOURCES:
             return MC_SOURCES[source].hub
@@ -138,7 +138,8 @@ class RewardModelTask(RecordTask):
             return ()  # no hub copy of the QA-Feedback pairs: RecordTask asks for a data dir
         return tuple(HubSource(HH_HF_ID, data_dir=s, splits=("train", "test")) for s in options["hh_splits"])
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> dict[str, Any] | None:
         if options["source"] in MC_SOURCES:
             pair = mc_pair(options["source"], rec, rng, source, stats, options["passage"])
             if pair is None:

@@ -337,7 +337,8 @@ class SpecTask(RecordTask):
             return ", ".join(str(p) for _, p in self.spec.paths)
         return super().origin(data_dir)
 
-    def format(self, rec, rng, options, source, stats):
+    def format(self, rec: Record, rng: random.Random, options: dict[str, Any], source: str,
+               stats: Counter[str]) -> dict[str, Any] | None:
         return self.spec.row(rec, rng, source, stats)
 
     def load(self, data_dir: str | None, options: dict[str, Any]) -> datasets.Dataset:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +137,7 @@ class MLflowTrialCallback(Callback):
         self._errored.update(state.get("errored", []))
 
     # ----- implementation ----------------------------------------------------------------------
-    def _guard(self, fn, *args: Any) -> None:
+    def _guard(self, fn: Callable[..., object], *args: Any) -> None:
         try:
             fn(*args)
         except Exception:  # noqa: BLE001 (MLflow logging must never fail a trial or the search)

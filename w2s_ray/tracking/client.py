@@ -22,11 +22,14 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from w2s_ray.remote import is_remote
 from w2s_ray.tracking.uri import is_server_uri, redact
 from w2s_ray.tracking.values import MAX_TAG_VALUE_LENGTH
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ class BufferedClient:
         self._rejected: list[dict[str, Any]] = []
         self._resolved: dict[str, str] = {}
         self._lock = threading.RLock()
-        self._mlflow: Any = None  # the MlflowClient, made on first use
+        self._mlflow: MlflowClient | None = None  # made on first use
         self._down_since: float | None = None
         self._last_persist = 0.0
         self._file_written = False
@@ -121,7 +124,7 @@ class BufferedClient:
 
     # ----- direct access (raises) -------------------------------------------------------------
     @property
-    def mlflow(self):
+    def mlflow(self) -> MlflowClient:
         """The underlying `MlflowClient`, for reads. Wrap calls in `short_http()` for fast failure."""
         if self._mlflow is None:
             from mlflow import MlflowClient

@@ -8,7 +8,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -17,6 +17,9 @@ from w2s_ray.tracking.client import UNLOGGED_FILENAME, BufferedClient, LogReport
 from w2s_ray.tracking.provenance import command_line, git_commit, provenance_tags
 from w2s_ray.tracking.uri import artifact_location_for, redact
 from w2s_ray.tracking.values import flatten, numeric, split_metrics, to_params, to_tags
+
+if TYPE_CHECKING:
+    from w2s_ray.tracking.callback import MLflowTrialCallback  # imports this module; Ray Tune on import
 
 ROLE_SEARCH, ROLE_STAGE, ROLE_TRIAL = "search", "stage", "trial"
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -199,7 +202,7 @@ class SearchTracker:
         self.client.set_status(run, "FINISHED")
         return run
 
-    def tag_weights(self, callback, trial_keys: Mapping[str, str], kept: Mapping[str, list[str]],
+    def tag_weights(self, callback: MLflowTrialCallback, trial_keys: Mapping[str, str], kept: Mapping[str, list[str]],
                     pruned: list[str], cache_uri: str) -> None:
         """Record on each trial's run whether its student's weights were kept (``w2s.checkpoint_kept``:
         baseline, best, topK) or pruned, and on the parent run the URIs of the kept ones
@@ -227,7 +230,7 @@ class SearchTracker:
             self.client.set_tags(parent_run, parent)
 
     # ----- trial callback ----------------------------------------------------------------------
-    def callback(self, checkpoints: str = "best"):
+    def callback(self, checkpoints: str = "best") -> MLflowTrialCallback:
         """A Tune callback that logs each trial as a child run of this search."""
         from w2s_ray.tracking.callback import MLflowTrialCallback
 
@@ -257,6 +260,7 @@ class SearchTracker:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 exp = mlf.get_experiment_by_name(self.experiment_name)
+                assert exp is not None  # it exists: creating it just failed for that reason
         if exp.lifecycle_stage == "deleted":
             raise UserError(
                 f"MLflow experiment {self.experiment_name!r} is deleted; restore it "
