@@ -4,7 +4,8 @@
    reference selection and every trial included).
 2. Warm: a second search against the now-filled cache with ``--seed 1 --pool-seed 0``: the same
    texts dealt out again, so every activation is reused while the splits, the references and the
-   sampled configs are new (a repeated seed would find every student in the cache).
+   sampled configs are new (a repeated seed would find every student in the cache). With several
+   ``--concurrent`` levels, one warm search per level (seeds 1, 2, ...), side by side.
 For each: wall time, trials per minute over the Tune phase (first trial start to last trial end),
 and the share of wall time outside training and evaluation. That share is
 ``1 - busy / (phase wall × concurrent trials)`` over the Tune phase, where busy is the fits'
@@ -28,10 +29,10 @@ from pathlib import Path
 import pandas as pd
 
 
-def run_search(work: Path, name: str, args: argparse.Namespace, *extra: str) -> dict:
+def run_search(work: Path, name: str, args: argparse.Namespace, concurrent: int, *extra: str) -> dict:
     """One search; returns its measurements."""
     cmd = [sys.executable, "-m", "w2s_ray.search", "--task", args.task, "--preset", "probe",
-           "--num-samples", str(args.trials), "--confirm-seeds", "0", "--max-concurrent", str(args.concurrent),
+           "--num-samples", str(args.trials), "--confirm-seeds", "0", "--max-concurrent", str(concurrent),
            "--storage", str(work / "runs"), "--cache-dir", str(work / "cache"), "--name", name,
            "--tracking-uri", f"sqlite:///{work}/mlflow.db", "--data-dir", args.data_dir, *extra]
     ledger_path = work / "cache" / "ledger.jsonl"
@@ -47,8 +48,9 @@ def run_search(work: Path, name: str, args: argparse.Namespace, *extra: str) -> 
     students = [e for e in ledger if e["stage"] == "student"]
     busy = sum(e["seconds"] for e in students)
     return {"wall": wall, "trials": len(trials), "tune_phase": phase, "trials_per_min": 60 * len(trials) / phase,
-            "student_fits": len(students), "busy": busy,
-            "outside_tune": 1 - busy / (phase * args.concurrent),
+            "student_fits": len(students), "busy": busy, "concurrent": concurrent,
+            "in_trial": float(trials["time_total_s"].astype(float).sum()) / (phase * concurrent),
+            "outside_tune": 1 - busy / (phase * concurrent),
             "outside_run": 1 - sum(e["seconds"] for e in ledger) / wall,
             "extractions": sum(e["stage"] == "activations" for e in ledger)}
 
@@ -58,19 +60,25 @@ def main() -> None:
     p.add_argument("--data-dir", default=os.environ.get("W2S_DATA_DIR"))
     p.add_argument("--task", default="sst2")
     p.add_argument("--trials", type=int, default=100)
-    p.add_argument("--concurrent", type=int, default=2)
+    p.add_argument("--concurrent", type=int, nargs="+", default=[2],
+                   help="trials at once; the cold search uses the first, then one warm search per level")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="w2s-probe-bench-"))
-    cold = run_search(work, "cold", args)
-    warm = run_search(work, "warm", args, "--seed", "1", "--pool-seed", "0")
-    print(f"probe preset, task {args.task}, {args.trials} trials, {args.concurrent} concurrent, {os.cpu_count()} CPUs")
-    print("| run | wall s | extractions | Tune phase s | trials/min | student fits | fit s | outside (Tune phase) "
-          "| outside (whole run) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, m in (("cold", cold), ("warm", warm)):
-        print(f"| {label} | {m['wall']:.0f} | {m['extractions']} | {m['tune_phase']:.0f} | {m['trials_per_min']:.0f} | "
-              f"{m['student_fits']} | {m['busy']:.0f} | {m['outside_tune']:.2f} | {m['outside_run']:.2f} |")
-    print(f"warm / cold wall = {warm['wall']:.0f} / {cold['wall']:.0f} = {warm['wall'] / cold['wall']:.2f}")
+    runs = [("cold", run_search(work, "cold", args, args.concurrent[0]))]
+    for seed, level in enumerate(args.concurrent, start=1):
+        runs.append((f"warm-{level}", run_search(work, f"warm-{level}", args, level, "--seed", str(seed),
+                                                 "--pool-seed", "0")))
+    print(f"probe preset, task {args.task}, {args.trials} trials, {os.cpu_count()} CPUs")
+    print("| run | at once | wall s | extractions | Tune phase s | trials/min | student fits | fit s "
+          "| in trial functions (Tune phase) | outside fits (Tune phase) | outside (whole run) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for label, m in runs:
+        print(f"| {label} | {m['concurrent']} | {m['wall']:.0f} | {m['extractions']} | {m['tune_phase']:.0f} | "
+              f"{m['trials_per_min']:.0f} | {m['student_fits']} | {m['busy']:.0f} | {m['in_trial']:.2f} | "
+              f"{m['outside_tune']:.2f} | {m['outside_run']:.2f} |")
+    cold, warm = runs[0][1], runs[1][1]
+    print(f"warm / cold wall (at {cold['concurrent']} at once) = {warm['wall']:.0f} / {cold['wall']:.0f} = "
+          f"{warm['wall'] / cold['wall']:.2f}")
 
 
 if __name__ == "__main__":
