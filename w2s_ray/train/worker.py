@@ -147,9 +147,10 @@ def run_job(job: TrainJob, ctx: _LocalContext | _RayContext) -> None:
         if job.epoch_metrics is not None:  # the caller's own metrics, e.g. a search's objective
             metrics.update(job.epoch_metrics(metrics, probs))
 
+    steps_per_epoch = max(1, len(epoch_batches(len(enc), cfg.batch_size, cfg.seed, 0)))  # as fit() counts them
+
     def on_progress(st: LoopState, mdl: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
         """A mid-epoch report for early stopping: monitored metrics, no checkpoint, no history entry."""
-        steps_per_epoch = max(1, len(epoch_batches(len(enc), cfg.batch_size, cfg.seed, 0)))
         metrics: dict[str, Any] = {"epoch": st.epoch + (st.step - st.epoch * steps_per_epoch) / steps_per_epoch,
                                    "step": st.step, "stage": job.stage, "resumed_from_step": resumed_from,
                                    "mid_epoch": 1}
