@@ -72,7 +72,7 @@ def search_cmd(tmp: Path, data_dir: str, cluster: LocalRay, *extra: str) -> list
     return [sys.executable, "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny",
             "--space", str(tmp / "space.yaml"), "--num-samples", str(TRIALS), "--storage", str(tmp / "runs"),
             "--name", "s", "--data-dir", data_dir, "--tracking-uri", f"sqlite:///{tmp}/mlflow.db",
-            "--address", cluster.address, *extra]
+            "--address", cluster.address, "--checkpoint-interval-s", "0", *extra]  # resumable every epoch
 
 
 def search(tmp: Path, data_dir: str, cluster: LocalRay, fault_dir: Path, *extra: str,

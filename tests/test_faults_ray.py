@@ -86,7 +86,8 @@ class Search:
         (tmp / "space.yaml").write_text(tiny_space(epochs=2))
         self.args = ["--task", "sst2", "--preset", preset, "--space", str(tmp / "space.yaml"),
                      "--num-samples", str(trials), "--storage", str(tmp / "runs"), "--name", "s",
-                     "--data-dir", data_dir, "--tracking-uri", self.tracking_uri, "--address", cluster.address]
+                     "--data-dir", data_dir, "--tracking-uri", self.tracking_uri, "--address", cluster.address,
+                     "--checkpoint-interval-s", "0"]  # every epoch: the kills below resume from epoch 1
         self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
                     "W2S_FAULT_DIR": str(fault_dir), "RAY_ADDRESS": cluster.address, **(env or {})}
         self.env.pop("W2S_CACHE_DIR", None)

@@ -23,7 +23,8 @@ def test_search_keeps_one_copy_of_weights_and_prunes_to_baseline_and_top_k(tmp_p
             [sys.executable, "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny",
              "--space", str(tmp_path / "space.yaml"), "--num-samples", "4", "--keep-top-k", "1",
              "--storage", str(tmp_path / "runs"), "--name", "scale", "--data-dir", data_dir,
-             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--address", ray.address],
+             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--address", ray.address,
+             "--checkpoint-interval-s", "0"],  # a resumable checkpoint every epoch, each deleted once published
             env=ray.environ(), capture_output=True, text=True, timeout=1200)
     finally:
         ray.stop()

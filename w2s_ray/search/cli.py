@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-worker", type=float, default=None,
                    help="GPUs per worker; fractions share a card (default: the preset's)")
     r.add_argument("--max-failures", type=int, default=3, help="retries of a failed training or trial")
+    r.add_argument("--checkpoint-interval-s", type=float, default=600.0,
+                   help="a training writes a resumable checkpoint (weights and optimizer state) at an epoch's end "
+                        "only once this many seconds of its work would otherwise be lost to a failure; 0 = every "
+                        "epoch. Shorter trainings are cheaper to redo than to checkpoint")
     r.add_argument("--shared-concurrency", type=int, default=None,
                    help="shared stages (weak and ceiling candidates) trained at once, each its own Ray Train run "
                         "(default: 1 on a local machine; on a cluster every candidate at once)")

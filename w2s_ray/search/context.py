@@ -39,6 +39,7 @@ class SearchContext:
     student_base: TrainConfig
     scaling: ScalingSpec
     max_failures: int
+    checkpoint_interval_s: float
     val_labels: int | None
     min_gap: float
     select_on: str

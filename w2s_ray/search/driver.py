@@ -105,6 +105,7 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
     positive("--gap-z", settings.gap_z, allow_zero=True)
     positive("--confirm-seeds", settings.confirm_seeds, allow_zero=True)
     positive("--max-failures", settings.max_failures, allow_zero=True)
+    positive("--checkpoint-interval-s", settings.checkpoint_interval_s, allow_zero=True)
     reports_per_epoch = asha_reports_per_epoch(settings)
     space_path = Path(settings.space) if settings.space else preset_space_path(preset, task.name, task.kind)
     space = load_space(space_path, kind=task.kind, task=task.name)
@@ -555,7 +556,8 @@ def search_context(plan: SearchPlan, shared: SharedStages, scaling: ScalingSpec)
     return SearchContext(
         data=plan.data, shared=shared, cache_uri=plan.cache_uri, train_storage=plan.train_storage,
         strong=plan.strong, student_base=plan.student_base, scaling=scaling,
-        max_failures=plan.settings.max_failures, val_labels=plan.settings.val_labels, min_gap=plan.settings.min_gap,
+        max_failures=plan.settings.max_failures, checkpoint_interval_s=plan.settings.checkpoint_interval_s,
+        val_labels=plan.settings.val_labels, min_gap=plan.settings.min_gap,
         select_on=plan.settings.select_on, gap_z=plan.settings.gap_z, baselines=baseline_points(plan, shared),
         reports_per_epoch=plan.reports_per_epoch,
     )
@@ -621,9 +623,11 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
                                 search_id=record["search_id"])
         tracker.start(params=_search_params(plan), tags=_search_tags(plan))
         scaling = scaling_for(plan)
-        executor = RayTrainExecutor(plan.train_storage, scaling, plan.settings.max_failures)
+        interval = plan.settings.checkpoint_interval_s
+        executor = RayTrainExecutor(plan.train_storage, scaling, plan.settings.max_failures,
+                                    checkpoint_interval_s=interval)
         shared = compute_shared(plan, RayTrainExecutor(plan.train_storage, shared_scaling(plan, scaling),
-                                                       plan.settings.max_failures))
+                                                       plan.settings.max_failures, checkpoint_interval_s=interval))
         _log_stages(tracker, shared, plan.cache_uri)
         ctx = search_context(plan, shared, scaling)
         callback = tracker.callback(checkpoints=plan.settings.checkpoints)

@@ -58,6 +58,7 @@ class SearchSettings:
     cpus_per_worker: float | None
     gpus_per_worker: float | None
     max_failures: int
+    checkpoint_interval_s: float
     shared_concurrency: int | None
 
     @classmethod

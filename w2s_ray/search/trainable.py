@@ -21,7 +21,7 @@ from w2s_ray.pipeline.stage_pointer import write_pointer
 from w2s_ray.pipeline.stages import Pipeline, StageResult
 from w2s_ray.search.context import SearchContext, SharedStages
 from w2s_ray.search.objective import EpochObjective, gt_objective, prediction_terms, weak_objective
-from w2s_ray.train.executor import RayTrainExecutor
+from w2s_ray.train.executor import Executor, RayTrainExecutor
 
 
 def student_config(config: dict[str, Any], ctx: SearchContext) -> StudentMethod:
@@ -70,21 +70,25 @@ def student_epoch_objective(ctx: SearchContext) -> EpochObjective:
                           min_gap=ctx.min_gap, gap_se=shared.gap_se, gap_z=ctx.gap_z)
 
 
+def train_student(config: dict[str, Any], ctx: SearchContext, executor: Executor, trial_id: str) -> StageResult:
+    """Train (or reuse from the cache) the student of one trial's config."""
+    setup = student_config(config, ctx)
+    shared = ctx.shared
+    pipe = Pipeline(ctx.data, StageCache(ctx.cache_uri), executor, val_labels=ctx.val_labels,
+                    trial_meta={"trial_id": trial_id}, activations=shared.activations)
+    source = label_source(shared, setup.steps, setup.folds)
+    return pipe.student(ctx.strong, setup.cfg, source, setup.weak_labels, weak=shared.weak, folds=setup.folds,
+                        epoch_metrics=student_epoch_objective(ctx), reports_per_epoch=ctx.reports_per_epoch)
+
+
 def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     """Train (or reuse) this trial's student, then report its final metrics to Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    setup = student_config(config, ctx)
-    trial_id = tune.get_context().get_trial_id()
-    executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures,
-                                callbacks=[TuneReportCallback()])  # worker reports reach this trial
-    shared = ctx.shared
-    pipe = Pipeline(ctx.data, StageCache(ctx.cache_uri), executor, val_labels=ctx.val_labels,
-                    trial_meta={"trial_id": trial_id}, activations=ctx.shared.activations)
-    source = label_source(shared, setup.steps, setup.folds)
-    student = pipe.student(ctx.strong, setup.cfg, source, setup.weak_labels, weak=shared.weak, folds=setup.folds,
-                           epoch_metrics=student_epoch_objective(ctx), reports_per_epoch=ctx.reports_per_epoch)
+    executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures,  # worker reports reach this trial
+                                callbacks=[TuneReportCallback()], checkpoint_interval_s=ctx.checkpoint_interval_s)
+    student = train_student(config, ctx, executor, tune.get_context().get_trial_id())
     # the weights stay in the stage cache (their one copy); Tune and MLflow keep a pointer to them
     staging = write_pointer(Path(tempfile.mkdtemp(prefix="w2s-pointer-")), ctx.cache_uri, "student", student.key)
     try:

@@ -73,6 +73,9 @@ class RayTrainExecutor:
     max_failures: int = 3
     callbacks: Sequence[UserCallback] = ()
     keep_checkpoints: bool = False  # keep each run's resumable Ray Train checkpoint after it publishes
+    # a training writes its resumable checkpoint at an epoch's end only once this many seconds of
+    # work would otherwise be lost (0: every epoch; see w2s_ray.train.worker.checkpoint_due)
+    checkpoint_interval_s: float = 0.0
     freed_bytes: int = 0  # checkpoint bytes deleted after runs published (for benchmarks)
 
     def run(self, job: Job, name: str) -> None:
@@ -81,6 +84,8 @@ class RayTrainExecutor:
 
         callbacks = list(self.callbacks) if isinstance(job, TrainJob) else []
         job.threads = max(1, round(self.scaling.cpus_per_worker))
+        if isinstance(job, TrainJob):
+            job.checkpoint_interval_s = self.checkpoint_interval_s
         trainer = TorchTrainer(
             job.entrypoint(),
             train_loop_config=job.to_dict(),

@@ -50,7 +50,7 @@ class TrainJob:
     cache_kind: str = ""
     cache_key: str = ""
     save_weights: bool = True
-    checkpoint_every_epoch: bool = True
+    checkpoint_interval_s: float = 0.0  # resumable checkpoint at an epoch's end once this much work is at risk
     threads: int = 0  # torch intra-op threads for this worker (0: leave as is)
     meta: dict[str, Any] = field(default_factory=dict)
     epoch_metrics: EpochMetrics | None = None

@@ -38,6 +38,7 @@ class _LocalContext:
 
     rank = 0
     world_size = 1
+    resumable = False  # nothing retries an in-process run from a checkpoint, so none is written
 
     def __init__(self) -> None:
         self.reports: list[dict] = []
@@ -51,6 +52,8 @@ class _LocalContext:
 
 class _RayContext:
     """Ray Train V2: ranks, checkpoints and reports."""
+
+    resumable = True
 
     def __init__(self) -> None:
         import ray.train
@@ -158,13 +161,16 @@ def run_job(job: TrainJob, ctx: _LocalContext | _RayContext) -> None:
             monitored(mdl, metrics)
         ctx.report(metrics, None)
 
+    last_checkpoint = [time.monotonic()]
+
     def on_epoch_end(st: LoopState, mdl: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
         metrics = dict(st.history[-1], stage=job.stage, resumed_from_step=resumed_from)
         ckpt_dir = None
         if ctx.rank == 0:
             monitored(mdl, metrics)
             st.history[-1].update({k: v for k, v in metrics.items() if k.startswith("val_")})
-            if job.checkpoint_every_epoch:
+            if checkpoint_due(job.checkpoint_interval_s, ctx.resumable, time.monotonic() - last_checkpoint[0]):
+                last_checkpoint[0] = time.monotonic()
                 ckpt_dir = Path(tempfile.mkdtemp(prefix="w2s-ckpt-"))
                 torch.save(
                     {"model": _weights(_unwrap(mdl), cfg.mode), "optimizer": opt.state_dict(),
@@ -181,6 +187,16 @@ def run_job(job: TrainJob, ctx: _LocalContext | _RayContext) -> None:
     if ctx.rank == 0 and job.cache_uri:
         _publish(job, _unwrap(model), tokenizer, pad_id, state, time.time() - started, resumed_from,
                  where)
+
+
+def checkpoint_due(interval_s: float, resumable: bool, since_last_s: float) -> bool:
+    """Whether an epoch's end writes a resumable checkpoint (weights and optimizer state).
+
+    Only where a retried worker can resume from it (Ray Train), and only once ``interval_s``
+    seconds of training would otherwise be lost (0: every epoch). A short training is cheaper to
+    redo than its checkpoints (three times the weights per epoch) are to write.
+    """
+    return resumable and (interval_s <= 0 or since_last_s >= interval_s)
 
 
 def _restore(ckpt_dir: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: LoopState) -> int:
