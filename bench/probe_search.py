@@ -7,10 +7,13 @@
    sampled configs are new (a repeated seed would find every student in the cache). With several
    ``--concurrent`` levels, one warm search per level (seeds 1, 2, ...), side by side.
 For each: wall time, trials per minute over the Tune phase (first trial start to last trial end),
-and the share of wall time outside training and evaluation. That share is
-``1 - busy / (phase wall × concurrent trials)`` over the Tune phase, where busy is the fits'
-recorded seconds (fit + predictions, from the stage ledger), and ``1 - ledger seconds / wall``
-over the whole run.
+and the share of the Tune phase outside training and evaluation, per trial slot:
+``1 - busy / (phase wall × concurrent trials)``, where busy is the students' recorded seconds from
+the stage ledger (probe fit + predictions), then also the weak-label methods' own fits
+(``label_seconds``: kNN, logreg, strong-to-strong folds). Last, the share of the phase during
+which no fit of any trial was running (the union of the fits' intervals), and the share of the
+whole run (Ray start, extraction, references, links, trials, outputs) during which no extraction
+or fit was running.
 
     python bench/probe_search.py --data-dir ../shared/data --task sst2 --trials 100
 """
@@ -46,13 +49,31 @@ def run_search(work: Path, name: str, args: argparse.Namespace, concurrent: int,
     ends = trials["timestamp"].astype(float)
     phase = float(ends.max() - (ends - trials["time_total_s"].astype(float)).min())
     students = [e for e in ledger if e["stage"] == "student"]
-    busy = sum(e["seconds"] for e in students)
+    fit = sum(e["seconds"] for e in students)
+    # the weak-label methods' own fits (kNN, logreg, strong-to-strong folds: their s2s ledger
+    # entries fall inside this interval, so they are not added again)
+    labels = sum(e.get("label_seconds", 0.0) for e in students)
+    busy = fit + labels
+    spans = sorted((e["time"] - e["seconds"] - e.get("label_seconds", 0.0), e["time"]) for e in students)
+    every = sorted((e["time"] - e["seconds"] - e.get("label_seconds", 0.0), e["time"]) for e in ledger)
     return {"wall": wall, "trials": len(trials), "tune_phase": phase, "trials_per_min": 60 * len(trials) / phase,
-            "student_fits": len(students), "busy": busy, "concurrent": concurrent,
+            "student_fits": len(students), "fit": fit, "labels": labels, "concurrent": concurrent,
             "in_trial": float(trials["time_total_s"].astype(float).sum()) / (phase * concurrent),
+            "outside_fit": 1 - fit / (phase * concurrent),
             "outside_tune": 1 - busy / (phase * concurrent),
-            "outside_run": 1 - sum(e["seconds"] for e in ledger) / wall,
+            "idle_tune": 1 - union_seconds(spans) / phase,
+            "idle_run": 1 - union_seconds(every) / wall,
             "extractions": sum(e["stage"] == "activations" for e in ledger)}
+
+
+def union_seconds(spans: list[tuple[float, float]]) -> float:
+    """Total length of the union of [start, end] intervals (sorted by start)."""
+    total, end = 0.0, float("-inf")
+    for lo, hi in spans:
+        if hi > end:
+            total += hi - max(lo, end)
+            end = hi
+    return total
 
 
 def main() -> None:
@@ -69,13 +90,15 @@ def main() -> None:
         runs.append((f"warm-{level}", run_search(work, f"warm-{level}", args, level, "--seed", str(seed),
                                                  "--pool-seed", "0")))
     print(f"probe preset, task {args.task}, {args.trials} trials, {os.cpu_count()} CPUs")
-    print("| run | at once | wall s | extractions | Tune phase s | trials/min | student fits | fit s "
-          "| in trial functions (Tune phase) | outside fits (Tune phase) | outside (whole run) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | at once | wall s | extractions | Tune phase s | trials/min | student fits | fit s | label-method s "
+          "| in trial functions | outside fits | outside fits and label methods | no fit running | whole run: no "
+          "extraction or fit running |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, m in runs:
         print(f"| {label} | {m['concurrent']} | {m['wall']:.0f} | {m['extractions']} | {m['tune_phase']:.0f} | "
-              f"{m['trials_per_min']:.0f} | {m['student_fits']} | {m['busy']:.0f} | {m['in_trial']:.2f} | "
-              f"{m['outside_tune']:.2f} | {m['outside_run']:.2f} |")
+              f"{m['trials_per_min']:.0f} | {m['student_fits']} | {m['fit']:.0f} | {m['labels']:.0f} | "
+              f"{m['in_trial']:.2f} | {m['outside_fit']:.2f} | {m['outside_tune']:.2f} | {m['idle_tune']:.2f} | "
+              f"{m['idle_run']:.2f} |")
     cold, warm = runs[0][1], runs[1][1]
     print(f"warm / cold wall (at {cold['concurrent']} at once) = {warm['wall']:.0f} / {cold['wall']:.0f} = "
           f"{warm['wall'] / cold['wall']:.2f}")

@@ -110,3 +110,18 @@ def test_pairwise_probe_features_hold_both_texts(tmp_path, data_dir, model_cache
     assert not np.allclose(feats["a"][:, 0], feats["a"][:, 1])
     shared = compute_shared(plan, LocalExecutor())
     assert 0.0 <= shared.weak_val_acc <= 1.0
+
+
+def test_float32_features_are_converted_once_per_process_and_read_only(tmp_path, data_dir, model_cache):
+    """A reused trial process (a new context per trial) reads the same float32 arrays again."""
+    plan = probe_plan(tmp_path, data_dir)
+    first = SplitActivations(plan.data, plan.cache_uri, plan.reference_base.max_length).get("tiny-bert", 1,
+                                                                                           LocalExecutor())
+    again = SplitActivations(plan.data, plan.cache_uri, plan.reference_base.max_length)
+    second = again.get("tiny-bert", 1)
+    assert all(second[name] is first[name] for name in first)
+    assert not again._hidden  # nothing loaded from the store for the second context
+    other = again.get("tiny-bert", 2)  # another layer is converted from the stored float16
+    assert not np.array_equal(other["a"], first["a"])
+    with pytest.raises(ValueError):
+        first["a"][0, 0] = 1.0  # shared: a caller cannot change them for the next trial

@@ -9,6 +9,7 @@ extracted once through the executor (a Ray Train job in a search) and published 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,35 @@ def resolved_pooling(model: str, pooling: str) -> str:
     return resolve_pooling(pooling, is_decoder(config))
 
 
+class _Float32Memo:
+    """float32 feature arrays per (cache, dataset, model, pooling, length, layer), least recently used
+    dropped first beyond ``limit_bytes``."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self._items: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
+
+    def get(self, key: tuple) -> dict[str, np.ndarray] | None:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        return None
+
+    def put(self, key: tuple, arrays: dict[str, np.ndarray]) -> None:
+        self._items[key] = arrays
+        while len(self._items) > 1 and self.nbytes() > self.limit_bytes:
+            self._items.popitem(last=False)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for arrays in self._items.values() for a in arrays.values())
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+_FLOAT32 = _Float32Memo(limit_bytes=1 << 30)
+
+
 def _texts(inputs: list, kind: str) -> list[str]:
     return [t for pair in inputs for t in pair] if kind == "pairwise" else list(inputs)
 
@@ -73,10 +103,21 @@ class SplitActivations:
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)  # model -> (store, keys, token ids)
 
     def get(self, spec: str, layer: int | None, executor: Any = None) -> dict[str, np.ndarray]:
-        """float32 features per split for ``spec`` at ``layer`` (extracting what is missing)."""
+        """float32 features per split for ``spec`` at ``layer`` (extracting what is missing).
+
+        The arrays are read-only and shared: a process that runs many trials (Tune's actor reuse)
+        converts each (dataset, model, layer) from the stored float16 once."""
         src = feature_source(spec, layer)
+        memo_key = (self.cache_uri, self.data.fingerprint, src.model, self.pooling, self.max_length, src.layer)
+        found = _FLOAT32.get(memo_key)
+        if found is not None:
+            return dict(found)
         hidden = self.hidden(src.model, executor)
-        return {name: arr[..., src.layer, :].astype(np.float32) for name, arr in hidden.items()}
+        out = {name: arr[..., src.layer, :].astype(np.float32) for name, arr in hidden.items()}
+        for arr in out.values():
+            arr.flags.writeable = False
+        _FLOAT32.put(memo_key, out)
+        return dict(out)
 
     def hidden(self, model: str, executor: Any = None) -> dict[str, np.ndarray]:
         """Every hidden state of ``model`` per split: [n, layers + 1, d] (pairs: [n, 2, layers + 1, d])."""

@@ -279,12 +279,16 @@ class Pipeline:
 
         ctx = LabelContext(probs, self.data.kind, ids, features=lambda: self.features(model, cfg)["b"],
                            relabel=relabel)
+        started = time.time()
         rows, targets = weak_labels.apply(ctx)
+        # the method's own fits (kNN, logreg, strong-to-strong folds) are part of this student's
+        # training: the ledger records them beside the student's fit (out of the key, like all meta)
+        label_seconds = round(time.time() - started, 4)
         ref = weak or labels_from
         monitor = self._val_monitor({"val_acc_weak": ("val", ref.probs("val").tolist())})
         return self._run("student", model, cfg, "b", rows, targets, self._eval_splits(), monitor,
                          upstream={"labels_from": labels_from.key, "policy": policy}, epoch_metrics=epoch_metrics,
-                         reports_per_epoch=reports_per_epoch)
+                         reports_per_epoch=reports_per_epoch, meta={"label_seconds": label_seconds})
 
     def select(self, role: str, model: str, base: TrainConfig,
                grid: list[dict]) -> tuple[StageResult, dict, list[dict]]:
