@@ -82,3 +82,18 @@ def test_methods_table_pairs_each_method_with_soft_labels_by_seed(tmp_path):
     assert knn[5].strip() == "+0.160 ± 0.024" and float(knn[6]) == pytest.approx(1 / 32, abs=5e-4)  # five wins of five
     hard = rows["hard"].split("|")
     assert hard[4].strip() == "1/5" and hard[5].strip().startswith("+0.000")  # paired over the 4 defined seeds
+
+
+def test_run_table_lists_each_link_over_seeds_and_flags_one_below_the_weak_model():
+    runs = [run(0, 0.5, 0.7), run(1, 0.5, 0.7)]
+    for r, (first, second) in zip(runs, [(0.66, 0.55), (0.64, 0.57)]):
+        r["links"] = [{"link": 1, "model": "m@L4", "chosen": {"lr": 1e-4}, "val_acc": first, "test_acc": first,
+                       "labels_acc": first},
+                      {"link": 2, "model": "m@L8", "chosen": {"lr": 5e-5}, "val_acc": second, "test_acc": second,
+                       "labels_acc": second}]
+    table = format_runs(runs, summarize_runs(runs))
+    assert "| 1 | m@L4 |" in table and "0.650 ± 0.014" in table
+    flags = [line for line in table.splitlines() if line.startswith("warning:")]
+    assert flags == ["warning: bootstrap link 2 (m@L8) is below the weak model: val 0.560 < weak 0.600; "
+                     "test 0.560 < weak 0.600"]
+    assert "| link |" not in format_runs([run(0, 0.5, 0.7)], summarize_runs([run(0, 0.5, 0.7)]))

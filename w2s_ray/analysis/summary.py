@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,31 @@ def format_runs(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
             f"{fmt(entry.get('student_acc', {}))} | {fmt_pgr(entry, len(runs))} | "
             f"{fmt(entry.get('student_weak_agreement', {}))} | {fmt(entry.get('misfit_kl', {}))} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + link_lines(runs, summary))
+
+
+def link_lines(runs: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """The bootstrap links' accuracy over seeds, each flagged where its mean is below the weak model's."""
+    count = len(runs[0].get("links") or []) if runs else 0
+    if not count:
+        return []
+    lines = ["", "| link | model | chosen (per seed) | val acc | test acc | labels on B acc |",
+             "|---|---|---|---|---|---|"]
+    flags = []
+    for i in range(count):
+        per_seed = [r["links"][i] for r in runs]
+        stats = {split: mean_std([e.get(f"{split}_acc") for e in per_seed]) for split in ("val", "test", "labels")}
+        chosen = "; ".join(json.dumps(e.get("chosen", {}), sort_keys=True) for e in per_seed)
+        lines.append(f"| {per_seed[0]['link']} | {per_seed[0]['model']} | {chosen} | {fmt(stats['val'])} | "
+                     f"{fmt(stats['test'])} | {fmt(stats['labels'])} |")
+        below = [f"{split} {stats[split]['mean']:.3f} < weak {summary[split]['weak_acc']['mean']:.3f}"
+                 for split in ("val", "test")
+                 if stats[split]["n"] and summary.get(split, {}).get("weak_acc", {}).get("n")
+                 and stats[split]["mean"] < summary[split]["weak_acc"]["mean"]]
+        if below:
+            flags.append(f"warning: bootstrap link {per_seed[0]['link']} ({per_seed[0]['model']}) is below the weak "
+                         "model: " + "; ".join(below))
+    return lines + (["", *flags] if flags else [])
 
 
 LEGACY_DIR = "legacy"  # docs/results/legacy/: results computed under recipes since replaced
