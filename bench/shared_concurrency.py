@@ -4,7 +4,8 @@ Runs the search's ``compute_shared`` (weak and ceiling candidates of the preset,
 Train run) once per concurrency level, each into an empty stage cache, alternating the order
 over ``--rounds`` so that machine load affects both alike; prints the wall times and ratios.
 
-    python bench/shared_concurrency.py --data-dir ../shared/data --preset quick --n 200 --levels 1 2
+    python bench/shared_concurrency.py --data-dir ../shared/data --preset quick --n 200 --levels 1 2 \
+        --reference-budget 2
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=200, help="examples in A and B (val and test get half)")
     p.add_argument("--levels", type=int, nargs="+", default=[1, 2])
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--reference-budget", type=int, default=None,
+                   help="candidates per reference (default: the search's, as many as its trials up to 8)")
     args = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
@@ -44,7 +47,8 @@ def main() -> None:
     n = args.n
     argv = ["--task", "sst2", "--preset", args.preset, "--space", str(space), "--data-dir", args.data_dir,
             "--storage", str(work / "runs"), "--tracking-uri", f"sqlite:///{work}/mlflow.db",
-            f"--n-a={n}", f"--n-b={n}", f"--n-val={n // 2}", f"--n-test={n // 2}"]
+            f"--n-a={n}", f"--n-b={n}", f"--n-val={n // 2}", f"--n-test={n // 2}",
+            *([f"--reference-budget={args.reference_budget}"] if args.reference_budget else [])]
     plan = plan_search(parse_settings(argv))
     init_ray(plan)
     walls: dict[int, list[float]] = {level: [] for level in args.levels}
