@@ -31,8 +31,13 @@ def test_probe_search_starts_no_train_worker_group_per_trial(tmp_path, data_dir,
              "--data-dir", data_dir, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
              "--address", ray.address],
             env=ray.environ(), capture_output=True, text=True, timeout=900)
+        listed = ray.ray("list", "actors", f"--address={ray.dashboard}", "--format=json", "--limit=10000").stdout
     finally:
         ray.stop()
+    actor_classes = [a["class_name"] for a in json.loads(listed[listed.index("["):])]
+    assert "ImplicitFunc" in actor_classes  # the Tune trials ran as actors ...
+    # ... and none made Tune's report queue actor: a probe trial starts no Ray Train callback
+    assert "_QueueActor" not in actor_classes, actor_classes
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "8/8 trials finished" in proc.stdout
     ledger = [json.loads(x) for x in (tmp_path / "runs" / "cache" / "ledger.jsonl").read_text().splitlines()]

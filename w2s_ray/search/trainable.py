@@ -86,8 +86,11 @@ def student_trial(config: dict[str, Any], ctx: SearchContext) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures,  # worker reports reach this trial
-                                callbacks=[TuneReportCallback()], checkpoint_interval_s=ctx.checkpoint_interval_s)
+    # worker reports reach this trial; the callback (a queue actor) is made only if a Ray Train run
+    # starts: a probe trial fits in-process and never needs it
+    executor = RayTrainExecutor(ctx.train_storage, ctx.scaling, ctx.max_failures,
+                                callbacks=lambda: [TuneReportCallback()],
+                                checkpoint_interval_s=ctx.checkpoint_interval_s)
     student = train_student(config, ctx, executor, tune.get_context().get_trial_id())
     # the weights stay in the stage cache (their one copy); Tune and MLflow keep a pointer to them
     staging = write_pointer(Path(tempfile.mkdtemp(prefix="w2s-pointer-")), ctx.cache_uri, "student", student.key)

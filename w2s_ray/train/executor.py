@@ -65,13 +65,15 @@ class RayTrainExecutor:
 
     ``callbacks`` (Ray Train callbacks) see every training job's worker reports; a search passes
     one that forwards them to the enclosing Tune trial, which is how a student's epochs reach it.
-    Extraction jobs run without them.
+    Extraction jobs run without them. A callable is called once, at the first training: Tune's
+    ``TuneReportCallback`` starts a queue actor, which a trial that only fits probes in-process
+    must not pay for.
     """
 
     storage_path: str
     scaling: ScalingSpec = field(default_factory=ScalingSpec)
     max_failures: int = 3
-    callbacks: Sequence[UserCallback] = ()
+    callbacks: Sequence[UserCallback] | Callable[[], Sequence[UserCallback]] = ()
     keep_checkpoints: bool = False  # keep each run's resumable Ray Train checkpoint after it publishes
     # a training writes its resumable checkpoint at an epoch's end only once this many seconds of
     # work would otherwise be lost (0: every epoch; see w2s_ray.train.worker.checkpoint_due)
@@ -82,7 +84,7 @@ class RayTrainExecutor:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig
         from ray.train.torch import TorchConfig, TorchTrainer
 
-        callbacks = list(self.callbacks) if isinstance(job, TrainJob) else []
+        callbacks = self._callbacks() if isinstance(job, TrainJob) else []
         job.threads = max(1, round(self.scaling.cpus_per_worker))
         if isinstance(job, TrainJob):
             job.checkpoint_interval_s = self.checkpoint_interval_s
@@ -110,6 +112,13 @@ class RayTrainExecutor:
         removed = drop_checkpoints(result.path, result.filesystem)
         if removed is not None:
             self.freed_bytes += removed
+
+
+    def _callbacks(self) -> list[UserCallback]:
+        """The training callbacks, made on first use when given as a factory."""
+        if callable(self.callbacks):
+            self.callbacks = list(self.callbacks())
+        return list(self.callbacks)
 
 
 def drop_checkpoints(run_path: str, filesystem: Any = None) -> int | None:
