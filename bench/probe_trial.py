@@ -6,7 +6,7 @@ plus the trial's final metrics and its stage pointer) on configs drawn by the se
 seeded TPE sampler over its own space, under ``cProfile``. Prints per-trial seconds of each
 phase, the sampler's ask/tell included (the driver's share of a real search), side by side:
 
-    python bench/probe_trial.py --data-dir ../shared/data --task sst2 --trials 60 --cache-dir /tmp/pcache
+    python bench/probe_trial.py --data-dir ../shared/data --task sst2 --trials 60 --cache-dir /tmp/pcache --seed 7
 
 What the phases leave out of a search trial is Tune's and Ray's share: the trial's scheduling,
 the report handshake and the MLflow callback (``bench/tune_floor.py`` measures those).
@@ -41,6 +41,8 @@ def main() -> None:
     p.add_argument("--task", default="sst2")
     p.add_argument("--trials", type=int, default=60)
     p.add_argument("--cache-dir", required=True, help="stage cache (reuse one across runs: extraction is minutes)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="split seed over pool 0: a seed the cache has not seen trains every student anew")
     args = p.parse_args()
 
     import optuna
@@ -55,6 +57,7 @@ def main() -> None:
     plan = plan_search(parse_settings(["--task", args.task, "--preset", "probe", "--data-dir", args.data_dir,
                                        "--cache-dir", args.cache_dir, "--storage", str(storage),
                                        "--num-samples", str(args.trials), "--confirm-seeds", "0",
+                                       "--seed", str(args.seed), "--pool-seed", "0",
                                        "--tracking-uri", f"sqlite:///{storage}/mlflow.db"]))
     started = time.perf_counter()
     shared = compute_shared(plan, LocalExecutor())
@@ -70,7 +73,8 @@ def main() -> None:
     for i in range(args.trials):
         t0 = time.perf_counter()
         trial = study.ask()
-        config = {**trial.params, **(plan.space.define_by_run(trial) or {})}
+        constants = plan.space.define_by_run(trial) or {}  # suggests into trial.params first
+        config = {**trial.params, **constants}
         t1 = time.perf_counter()
         profile.enable()
         student = train_student(config, ctx, LocalExecutor(), f"bench-{i}")
