@@ -79,9 +79,6 @@ class _Float32Memo:
     def nbytes(self) -> int:
         return sum(a.nbytes for arrays in self._items.values() for a in arrays.values())
 
-    def clear(self) -> None:
-        self._items.clear()
-
 
 _FLOAT32 = _Float32Memo(limit_bytes=1 << 30)
 
