@@ -5,7 +5,8 @@
 2. Warm: a second search against the now-filled cache with ``--seed 1 --pool-seed 0``: the same
    texts dealt out again, so every activation is reused while the splits, the references and the
    sampled configs are new (a repeated seed would find every student in the cache). With several
-   ``--concurrent`` levels, one warm search per level (seeds 1, 2, ...), side by side.
+   ``--concurrent`` levels or ``--tell-orders``, one warm search per level and order (seeds 1, 2,
+   ...), side by side.
 For each: wall time, trials per minute over the Tune phase (first trial start to last trial end),
 and the share of the Tune phase outside training and evaluation, per trial slot:
 ``1 - busy / (phase wall × concurrent trials)``, where busy is the students' recorded seconds from
@@ -83,13 +84,19 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--concurrent", type=int, nargs="+", default=[2],
                    help="trials at once; the cold search uses the first, then one warm search per level")
+    p.add_argument("--tell-orders", nargs="+", default=["index"], choices=["index", "finish"],
+                   help="the search's --tell-order; the cold search uses the first, then one warm search per "
+                        "level and order")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="w2s-probe-bench-"))
-    runs = [("cold", run_search(work, "cold", args, args.concurrent[0]))]
-    for seed, level in enumerate(args.concurrent, start=1):
-        runs.append((f"warm-{level}", run_search(work, f"warm-{level}", args, level, "--seed", str(seed),
-                                                 "--pool-seed", "0")))
-    print(f"probe preset, task {args.task}, {args.trials} trials, {os.cpu_count()} CPUs")
+    first = ("--tell-order", args.tell_orders[0])
+    runs = [("cold", run_search(work, "cold", args, args.concurrent[0], *first))]
+    warm = [(level, order) for level in args.concurrent for order in args.tell_orders]
+    for seed, (level, order) in enumerate(warm, start=1):
+        runs.append((f"warm-{level}-{order}", run_search(work, f"warm-{level}-{order}", args, level, "--seed",
+                                                         str(seed), "--pool-seed", "0", "--tell-order", order)))
+    print(f"probe preset, task {args.task}, {args.trials} trials, {os.cpu_count()} CPUs; cold: --tell-order "
+          f"{args.tell_orders[0]}")
     print("| run | at once | wall s | extractions | Tune phase s | trials/min | student fits | fit s | label-method s "
           "| in trial functions | outside fits | outside fits and label methods | no fit running | whole run: no "
           "extraction or fit running |")

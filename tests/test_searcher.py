@@ -1,4 +1,5 @@
-"""The Optuna searcher: baselines first, and trials stopped early (ASHA) told to Optuna as PRUNED."""
+"""The Optuna searcher: baselines first, trials stopped early (ASHA) told to Optuna as PRUNED, and
+concurrent trials told in index order so a seed fixes the configs searched."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ SPACE = textwrap.dedent(
 def searcher(tmp_path: Path):
     path = tmp_path / "space.yaml"
     path.write_text(SPACE)
-    limiter = make_searcher(load_space(path, "classify", task="sst2"), seed=0, max_concurrent=1)
+    # tells each result as it ends: these tests drive several trials at once by hand
+    limiter = make_searcher(load_space(path, "classify", task="sst2"), seed=0, max_concurrent=1, tell_order="finish")
     return limiter.searcher
 
 
@@ -81,3 +83,94 @@ def test_same_seed_same_suggestions(tmp_path):
     first, second = suggestions(), suggestions()
     assert first == second
     assert len({tuple(sorted(c.items())) for c in first}) == 5  # past the baselines, TPE explores
+
+
+def score(config: dict) -> float:
+    """A deterministic objective with an optimum inside the space, so TPE's choices depend on what it was told."""
+    import math
+
+    return -abs(math.log10(config["lr"]) + 4.0) + (0.3 if config["loss"] == "logconf" else 0.0)
+
+
+def simulate(searcher, durations: list[float], n: int) -> list[dict]:
+    """Run n trials through the limiter as Tune would: fill free slots, then end the trial due first."""
+    clock, running, configs, attempts = 0.0, {}, [], 0
+    while len(configs) < n or running:
+        while len(configs) < n:
+            trial_id = f"t{attempts}"  # Tune draws a fresh id for every attempt
+            attempts += 1
+            config = searcher.suggest(trial_id)
+            if config is None:
+                break
+            running[trial_id] = (clock + durations[len(configs)], config)
+            configs.append(config)
+        assert running, "the searcher waits although no trial runs"
+        trial_id = min(running, key=lambda t: running[t][0])
+        clock, config = running.pop(trial_id)
+        searcher.on_trial_complete(trial_id, {"objective": score(config), "final": 1})
+    return configs
+
+
+def durations(seed: int, n: int) -> list[float]:
+    import random
+
+    rng = random.Random(seed)
+    return [rng.uniform(0.1, 3.0) for _ in range(n)]
+
+
+def space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+@pytest.mark.parametrize("concurrency", [2, 3])
+def test_index_order_makes_concurrent_suggestions_independent_of_finish_order(tmp_path, concurrency):
+    space = load_space(space_file(tmp_path), "classify", task="sst2")
+    n = 14
+    runs = [simulate(make_searcher(space, seed=1, max_concurrent=concurrency, num_samples=n), durations(s, n), n)
+            for s in (0, 1, 2)]
+    assert runs[0] == runs[1] == runs[2]
+    assert len({tuple(sorted(c.items())) for c in runs[0]}) > 2  # past the baselines, TPE explores
+
+
+def test_finish_order_depends_on_which_trial_ends_first(tmp_path):
+    # the fault the index order removes: the same seed searches other configs when trials end in another order
+    space = load_space(space_file(tmp_path), "classify", task="sst2")
+    n = 14
+    runs = [simulate(make_searcher(space, seed=1, max_concurrent=3, tell_order="finish"), durations(s, n), n)
+            for s in (0, 1, 2)]
+    assert not runs[0] == runs[1] == runs[2]
+
+
+def test_index_order_waits_for_the_trial_c_places_back_and_tells_only_through_it(tmp_path):
+    limiter = make_searcher(load_space(space_file(tmp_path), "classify", task="sst2"), seed=0, max_concurrent=2,
+                            num_samples=4)
+    inner = limiter.searcher
+    assert limiter.suggest("a") and limiter.suggest("b")
+    limiter.on_trial_complete("b", {"objective": 0.5, "final": 1})
+    assert limiter.suggest("c") is None  # trial 0 ("a") still runs: sampling now would depend on timing
+    assert inner._ot_study.get_trials(states=(TrialState.COMPLETE,)) == []  # b's result is held back
+    limiter.on_trial_complete("a", {"objective": 0.2, "final": 1})
+    assert [t.value for t in inner._ot_study.get_trials(states=(TrialState.COMPLETE,))] == [0.2]
+    assert limiter.suggest("c")  # sampled with trial 0 told, not b: b is within c of trial 2
+    assert [t.value for t in inner._ot_study.get_trials(states=(TrialState.COMPLETE,))] == [0.2]
+    assert limiter.suggest("d")  # the last of num_samples, sampled with trials 0 and 1 told
+    assert [t.value for t in inner._ot_study.get_trials(states=(TrialState.COMPLETE,))] == [0.2, 0.5]
+    for trial_id in ("d", "c"):
+        limiter.on_trial_complete(trial_id, {"objective": 0.1, "final": 1})
+    # no suggestion is left to come, so nothing stays held back
+    assert len(inner._ot_study.get_trials(states=(TrialState.COMPLETE,))) == 4
+
+
+def test_index_order_state_survives_save_and_restore(tmp_path):
+    space = load_space(space_file(tmp_path), "classify", task="sst2")
+    limiter = make_searcher(space, seed=0, max_concurrent=2, num_samples=6)
+    assert limiter.suggest("a") and limiter.suggest("b")
+    limiter.on_trial_complete("b", {"objective": 0.5, "final": 1})
+    limiter.searcher.save(str(tmp_path / "state.pkl"))
+    restored = make_searcher(space, seed=0, max_concurrent=2, num_samples=6)
+    restored.searcher.restore(str(tmp_path / "state.pkl"))
+    assert restored.searcher.suggest("c") is None  # still waiting for "a", with b held back
+    restored.searcher.on_trial_complete("a", {"objective": 0.2, "final": 1})
+    assert restored.searcher.suggest("c")

@@ -17,7 +17,7 @@ from w2s_ray.cli_common import (
 )
 from w2s_ray.search.objective import SELECT_MODES
 from w2s_ray.search.presets import PRESETS
-from w2s_ray.search.settings import SearchSettings
+from w2s_ray.search.settings import TELL_ORDERS, SearchSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: --num-samples, capped at 8 unless the references are probes)")
     s.add_argument("--max-concurrent", type=int, default=None,
                    help="trials running at once (default: the preset's; probe: one per CPU of this machine)")
+    s.add_argument("--tell-order", choices=TELL_ORDERS, default="index",
+                   help="index: TPE samples trial k once trials 0..k-c have ended (c = --max-concurrent) and sees "
+                        "exactly their results, so a seed fixes the configs searched at any concurrency; a slot "
+                        "may wait for an older trial (default). finish: tell results as trials end, no waiting, "
+                        "not reproducible with concurrent trials")
     s.add_argument("--asha", action="store_true", help="ASHA early stopping (stopped trials are PRUNED in Optuna)")
     s.add_argument("--asha-grace-epochs", type=float, default=1.0,
                    help="with --asha: epochs before ASHA's first rung, 1/k for a whole k (1, 0.5, 0.25, ...); below 1 "

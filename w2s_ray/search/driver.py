@@ -593,7 +593,8 @@ def make_tuner(plan: SearchPlan, ctx: SearchContext, callbacks: list[Callback]) 
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=make_searcher(plan.space, plan.settings.seed, plan.max_concurrent,
-                                                             ctx.baselines),
+                                                             ctx.baselines, plan.settings.tell_order,
+                                                             plan.num_samples),
                                     scheduler=scheduler, num_samples=plan.num_samples,
                                     max_concurrent_trials=plan.max_concurrent,
                                     # a probe trial is a sub-second fit: keep its process (imports, the
@@ -673,7 +674,8 @@ def _mark_orphans(tracker: SearchTracker, grid: ResultGrid) -> None:
 def _search_params(plan: SearchPlan) -> dict[str, Any]:
     return {"task": plan.task, "preset": plan.preset.name, "space": str(plan.space.path), "weak": plan.weak,
             "strong": plan.strong, "ladder": ",".join(plan.ladder), "num_samples": plan.num_samples,
-            "seed": plan.settings.seed, "select_on": plan.settings.select_on, "val_labels": plan.settings.val_labels,
+            "seed": plan.settings.seed, "tell_order": plan.settings.tell_order,
+            "select_on": plan.settings.select_on, "val_labels": plan.settings.val_labels,
             "sizes": json.dumps(to_dict(plan.data_cfg.sizes)), "min_gap": plan.settings.min_gap,
             "gap_z": plan.settings.gap_z, **{f"budget.{role}": n for role, n in plan.budgets.items()},
             "bootstrap_folds": ",".join(map(str, plan.fold_choices))}

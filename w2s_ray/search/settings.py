@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, fields
 
+TELL_ORDERS = ("index", "finish")  # when TPE learns a trial's result: see search.searcher.W2SOptunaSearch
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -34,6 +36,7 @@ class SearchSettings:
     num_samples: int | None
     reference_budget: int | None
     max_concurrent: int | None
+    tell_order: str
     asha: bool
     asha_grace_epochs: float
     select_on: str
