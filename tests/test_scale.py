@@ -67,7 +67,7 @@ def test_pruning_keeps_baseline_and_top_k_weights_and_every_prediction(tmp_path)
     rows = {"baseline": {"trial_id": "t0"}, "best": {"trial_id": "t1"}, "best_by_weak": {"trial_id": "t4"}}
     kept = kept_students(frame, rows, keep_top_k=2)
     assert kept == {"base": ["baseline"], "k_a": ["best", "top1"], "k_c": ["top2"]}
-    report = prune_students(cache.uri, frame, rows, keep_top_k=2)
+    report = prune_students(cache.uri, frame, rows, keep_top_k=2, search_id="s1")
     assert sorted(report.pruned) == ["k_b", "k_d", "k_e"]
     assert report.freed_bytes == 3000
     for key in objectives:
@@ -76,8 +76,26 @@ def test_pruning_keeps_baseline_and_top_k_weights_and_every_prediction(tmp_path)
         assert (entry / "checkpoint").exists() == (key in kept)
         assert (entry / PRUNED_NOTE).exists() == (key not in kept)
     assert json.loads((cache.get("student", "k_b") / PRUNED_NOTE).read_text())["weights_uri"].endswith("/checkpoint")
-    again = prune_students(cache.uri, frame, rows, keep_top_k=2)  # idempotent
+    again = prune_students(cache.uri, frame, rows, keep_top_k=2, search_id="s1")  # idempotent
     assert again.pruned == [] and again.freed_bytes == 0
+
+
+def test_a_search_never_prunes_weights_another_search_keeps(tmp_path):
+    # two searches on one cache share students (a rerun of a seed reaches the same ones): the second
+    # search's pruning must not delete the first one's best weights
+    cache = StageCache(tmp_path / "cache")
+    for key in ("base", "k_a", "k_b", "k_c"):
+        _student_entry(cache, key)
+    first = _frame({"base": 0.1, "k_a": 0.9})
+    prune_students(cache.uri, first, {"baseline": {"trial_id": "t0"}, "best": {"trial_id": "t1"}}, 0, "first")
+    second = _frame({"base": 0.1, "k_b": 0.95, "k_a": 0.9, "k_c": 0.2})
+    report = prune_students(cache.uri, second, {"baseline": {"trial_id": "t0"}, "best": {"trial_id": "t1"}}, 0,
+                            "second")
+    assert report.kept_by_others == ["k_a"] and report.pruned == ["k_c"]
+    assert (cache.get("student", "k_a") / "checkpoint" / "model.safetensors").exists()  # first's best stays
+    assert not (cache.get("student", "k_c") / "checkpoint").exists()
+    marks = sorted(p.name for p in (cache.get("student", "base") / "kept_by").iterdir())
+    assert marks == ["first.json", "second.json"]  # one mark per search that keeps the baseline
 
 
 class _Recording:

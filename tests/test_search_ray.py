@@ -27,17 +27,17 @@ def cluster():
         ray.stop()
 
 
-def submit(cluster: LocalRay, tmp: Path, data_dir: str, name: str, trials: int, attempts: int = 6) -> str:
+def submit(cluster: LocalRay, tmp: Path, data_dir: str, name: str, trials: int, *extra: str, attempts: int = 6) -> str:
     cluster.wait_for_job_agent()
     proc = cluster.ray(
         "job", "submit", f"--address={cluster.dashboard}", "--",
         "python", "-m", "w2s_ray.search", "--task", "sst2", "--preset", "tiny", "--space", str(tmp / "space.yaml"),
         "--num-samples", str(trials), "--storage", str(tmp / "runs"), "--name", name, "--data-dir", data_dir,
-        "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", check=False, timeout=1500,
+        "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", *extra, check=False, timeout=1500,
     )
     if proc.returncode != 0 and "No available agent" in proc.stderr and attempts > 1:  # agent still registering
         time.sleep(15)
-        return submit(cluster, tmp, data_dir, name, trials, attempts - 1)
+        return submit(cluster, tmp, data_dir, name, trials, *extra, attempts=attempts - 1)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     job_id = next(line.split("'")[1] for line in proc.stdout.splitlines() if "submitted successfully" in line)
     status = cluster.ray("job", "status", f"--address={cluster.dashboard}", job_id).stdout
@@ -81,7 +81,9 @@ def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tm
     assert "logged to MLflow run" in report.stdout
 
     first_keys = {t["key"] for t in ledger(tmp_path)}
-    submit(cluster, tmp_path, data_dir, "second", trials=3)
+    # the second search keeps only its baseline and best weights, and writes a resumable checkpoint
+    # every epoch (each deleted once its stage publishes)
+    submit(cluster, tmp_path, data_dir, "second", 3, "--keep-top-k", "0", "--checkpoint-interval-s", "0")
     new = ledger(tmp_path)[len(stages):]
     second = pd.read_parquet(tmp_path / "runs" / "second" / "w2s" / "trials.parquet")
     assert len(second) == 3
@@ -114,6 +116,49 @@ def test_job_submit_search_counts_trainings_and_reuses_shared_stages(cluster, tm
     assert {a.path for a in client.list_artifacts(weak_stage.info.run_id, "predictions")} >= {"predictions/b.parquet"}
     trial_run = next(r for r in runs if r.data.tags.get("w2s.role") == "trial")
     assert client.list_artifacts(trial_run.info.run_id, "checkpoints")
+    one_copy_of_weights(tmp_path, runs, second)
+
+
+def one_copy_of_weights(tmp: Path, runs: list, second: pd.DataFrame) -> None:
+    """Storage after the two searches: each student's weights once, in the stage cache; the second
+    search pruned what neither search keeps; MLflow points at the cache and holds no weights."""
+    from w2s_ray.pipeline.stage_pointer import POINTER_FILE
+
+    exp = tmp / "runs" / "second"
+    # every Ray Train run published and lost its resumable checkpoint; the run records stay
+    train_runs = list((exp / "train_runs").iterdir())
+    assert train_runs and not [c for r in train_runs for c in r.glob("checkpoint_*") if c.is_dir()]
+    # Tune's trial checkpoints are pointers, not weights
+    tune_ckpts = [c for c in exp.glob("*/checkpoint_*") if c.is_dir()]
+    assert tune_ckpts and all(sorted(p.name for p in c.iterdir()) == [POINTER_FILE] for c in tune_ckpts)
+    cache = tmp / "runs" / "cache" / "student"
+    searches = {name: json.loads((tmp / "runs" / name / "w2s" / "search.json").read_text())
+                for name in ("first", "second")}
+    weights = searches["second"]["weights"]
+    kept, pruned, others = weights["kept"], weights["pruned"], weights["kept_by_others"]
+    assert set(kept) | set(pruned) | set(others) == set(second["student_key"])
+    assert {r for reasons in kept.values() for r in reasons} >= {"baseline", "best"}
+    assert len(kept) < 3 and (pruned or others)  # --keep-top-k 0: at least one of the 3 students is not kept
+    for key in second["student_key"]:  # predictions stay for every student; weights only where a search keeps them
+        assert (cache / key / "predictions" / "val.parquet").exists()
+        assert (cache / key / "checkpoint" / "model.safetensors").exists() == (key not in pruned)
+    for key in searches["first"]["weights"]["kept"]:  # the second search never pruned the first one's weights
+        assert (cache / key / "checkpoint" / "model.safetensors").exists()
+    [parent] = [r for r in runs
+                if r.data.tags.get("w2s.role") == "search" and r.data.tags["w2s.search_name"] == "second"]
+    for label in ("baseline", "best"):
+        trial = searches["second"]["rows"][label]["trial_id"]
+        uri = parent.data.tags[f"w2s.checkpoint.{label}"]
+        [run] = [r for r in runs if r.data.tags.get("w2s.trial_id") == trial and r.data.tags.get("w2s.role") == "trial"]
+        assert run.data.tags["w2s.checkpoint_uri"] == uri and label in run.data.tags["w2s.checkpoint_kept"]
+        stored = cache / run.data.tags["w2s.stage_key"] / "checkpoint"
+        assert uri == stored.resolve().as_uri() and (stored / "model.safetensors").exists()
+    trials = [r for r in runs if r.data.tags.get("w2s.role") == "trial" and r.data.tags.get("w2s.stage_key") in pruned]
+    assert all(r.data.tags.get("w2s.checkpoint_pruned") == "true" for r in trials)
+    # MLflow holds no copy of any weights: the trial runs log the pointer, the stage runs tag the URI
+    assert not list((tmp / "mlartifacts").rglob("*.safetensors"))
+    stages = [r for r in runs if r.data.tags.get("w2s.role") == "stage"]
+    assert stages and all(r.data.tags["w2s.checkpoint_uri"].startswith("file://") for r in stages)
 
 
 @pytest.mark.ray

@@ -262,7 +262,8 @@ def prune_weights(plan: SearchPlan, report: dict[str, Any], grid: ResultGrid) ->
     students' weights and any Ray Train checkpoint left by a training that never published."""
     from w2s_ray.search.prune import drop_leftover_checkpoints, prune_students
 
-    pruned = prune_students(plan.cache_uri, _trial_frame(grid), report["rows"], plan.settings.keep_top_k)
+    pruned = prune_students(plan.cache_uri, _trial_frame(grid), report["rows"], plan.settings.keep_top_k,
+                            search_id=report["search_id"])
     pruned.freed_bytes += drop_leftover_checkpoints(plan.train_storage)
     return pruned
 

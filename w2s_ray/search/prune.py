@@ -4,6 +4,11 @@ Every student's predictions and metrics stay in the stage cache (the summary, re
 reruns read only those); only ``checkpoint/`` (the weights) of the students nobody kept is
 deleted, and a ``weights_pruned.json`` note takes its place. Leftover Ray Train checkpoints of
 trainings that never published (trials stopped by ASHA, failed ones) are deleted too.
+
+Searches share one cache, so a student one search keeps may be a trial of another (a rerun of
+the same seed reaches the same students). Each search marks what it keeps with
+``kept_by/<search id>.json`` in the entry, and no search deletes weights another one marked:
+the first search's best checkpoint stays reachable from its MLflow run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.pipeline.stage_pointer import weights_uri
 
 PRUNED_NOTE = "weights_pruned.json"
+KEPT_BY = "kept_by"  # one marker file per search that keeps the entry's weights
 
 
 @dataclass
@@ -29,11 +35,13 @@ class PruneReport:
 
     kept: dict[str, list[str]] = field(default_factory=dict)  # student key -> why (baseline, best, top-k)
     pruned: list[str] = field(default_factory=list)  # student keys whose weights were deleted
+    kept_by_others: list[str] = field(default_factory=list)  # not kept here, but another search keeps them
     freed_bytes: int = 0  # student weights and leftover Ray Train checkpoints deleted
     trial_keys: dict[str, str] = field(default_factory=dict)  # trial id -> student key
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kept": self.kept, "pruned": self.pruned, "freed_bytes": self.freed_bytes}
+        return {"kept": self.kept, "pruned": self.pruned, "kept_by_others": self.kept_by_others,
+                "freed_bytes": self.freed_bytes}
 
 
 def kept_students(frame: pd.DataFrame, rows: dict[str, dict], keep_top_k: int) -> dict[str, list[str]]:
@@ -55,19 +63,56 @@ def kept_students(frame: pd.DataFrame, rows: dict[str, dict], keep_top_k: int) -
     return kept
 
 
-def prune_students(cache_uri: str, frame: pd.DataFrame, rows: dict[str, dict], keep_top_k: int) -> PruneReport:
-    """Delete the weights of this search's students that :func:`kept_students` does not keep."""
+def prune_students(cache_uri: str, frame: pd.DataFrame, rows: dict[str, dict], keep_top_k: int,
+                   search_id: str) -> PruneReport:
+    """Mark the students :func:`kept_students` keeps as kept by ``search_id``; delete the weights of
+    this search's other students unless another search marked them."""
     cache = StageCache(cache_uri)
     report = PruneReport(kept=kept_students(frame, rows, keep_top_k))
     if "student_key" in frame:
         report.trial_keys = {str(t): str(k) for t, k in zip(frame["trial_id"], frame["student_key"])
                              if isinstance(k, str)}
+    for key, reasons in report.kept.items():
+        _mark_kept(cache, "student", key, search_id, reasons)
     for key in sorted(set(report.trial_keys.values()) - set(report.kept)):
+        if _kept_by(cache, "student", key) - {search_id}:
+            report.kept_by_others.append(key)
+            continue
         freed = _drop_weights(cache, "student", key)
         if freed is not None:
             report.pruned.append(key)
             report.freed_bytes += freed
     return report
+
+
+def _mark_kept(cache: StageCache, kind: str, key: str, search_id: str, reasons: list[str]) -> None:
+    """Write ``kept_by/<search_id>.json`` into the entry (and its remote copy): one file per search,
+    so concurrent searches never rewrite each other's marks."""
+    entry = cache.get(kind, key)
+    if entry is None:
+        return
+    body = json.dumps({"search_id": search_id, "reasons": reasons, "time": time.time()}).encode()
+    (entry / KEPT_BY).mkdir(exist_ok=True)
+    (entry / KEPT_BY / f"{search_id}.json").write_bytes(body)
+    remote_fs = getattr(cache, "_fs", None)
+    if remote_fs is not None:
+        remote = cache._remote(kind, key)
+        remote_fs.create_dir(f"{remote}/{KEPT_BY}", recursive=True)
+        with remote_fs.open_output_stream(f"{remote}/{KEPT_BY}/{search_id}.json") as out:
+            out.write(body)
+
+
+def _kept_by(cache: StageCache, kind: str, key: str) -> set[str]:
+    """The ids of the searches that marked this entry's weights as kept (local and remote marks)."""
+    entry = cache.path(kind, key)
+    ids = {p.stem for p in (entry / KEPT_BY).glob("*.json")}
+    remote_fs = getattr(cache, "_fs", None)
+    if remote_fs is not None:
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(f"{cache._remote(kind, key)}/{KEPT_BY}", allow_not_found=True)
+        ids |= {i.base_name.removesuffix(".json") for i in remote_fs.get_file_info(selector)}
+    return ids
 
 
 def _drop_weights(cache: StageCache, kind: str, key: str) -> int | None:
