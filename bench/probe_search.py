@@ -5,8 +5,8 @@
 2. Warm: a second search against the now-filled cache with ``--seed 1 --pool-seed 0``: the same
    texts dealt out again, so every activation is reused while the splits, the references and the
    sampled configs are new (a repeated seed would find every student in the cache). With several
-   ``--concurrent`` levels or ``--tell-orders``, one warm search per level and order (seeds 1, 2,
-   ...), side by side.
+   ``--concurrent`` levels or ``--tell-orders`` (``index``, ``finish``, or ``index:L`` for
+   ``--tell-lag L``), one warm search per level and order (seeds 1, 2, ...), side by side.
 For each: wall time, trials per minute over the Tune phase (first trial start to last trial end),
 and the share of the Tune phase outside training and evaluation, per trial slot:
 ``1 - busy / (phase wall × concurrent trials)``, where busy is the students' recorded seconds from
@@ -14,7 +14,8 @@ the stage ledger (probe fit + predictions), then also the weak-label methods' ow
 (``label_seconds``: kNN, logreg, strong-to-strong folds). Last, the share of the phase during
 which no fit of any trial was running (the union of the fits' intervals), and the share of the
 whole run (Ray start, extraction, references, links, trials, outputs) during which no extraction
-or fit was running.
+or fit was running, and the slot seconds of the Tune phase per trial beyond its fits and label
+methods, which unlike the shares does not grow when the sampled configs are cheaper.
 
     python bench/probe_search.py --data-dir ../shared/data --task sst2 --trials 100
 """
@@ -77,6 +78,18 @@ def union_seconds(spans: list[tuple[float, float]]) -> float:
     return total
 
 
+def tell_order_args(spec: str) -> tuple[str, ...]:
+    """``index``, ``finish`` or ``index:L`` as the search's ``--tell-order`` (and ``--tell-lag``) options."""
+    order, _, lag = spec.partition(":")
+    if order not in ("index", "finish") or (lag and (order != "index" or not lag.isdigit())):
+        raise argparse.ArgumentTypeError(f"not index, finish or index:L: {spec!r}")
+    return ("--tell-order", order, *(("--tell-lag", lag) if lag else ()))
+
+
+def order_label(order: tuple[str, ...]) -> str:
+    return order[1] + (f"-lag{order[3]}" if len(order) > 2 else "")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", default=os.environ.get("W2S_DATA_DIR"))
@@ -84,28 +97,28 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--concurrent", type=int, nargs="+", default=[2],
                    help="trials at once; the cold search uses the first, then one warm search per level")
-    p.add_argument("--tell-orders", nargs="+", default=["index"], choices=["index", "finish"],
-                   help="the search's --tell-order; the cold search uses the first, then one warm search per "
-                        "level and order")
+    p.add_argument("--tell-orders", nargs="+", default=["index"], type=tell_order_args,
+                   help="the search's --tell-order: index, finish, or index:L for --tell-lag L; the cold search "
+                        "uses the first, then one warm search per level and order")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="w2s-probe-bench-"))
-    first = ("--tell-order", args.tell_orders[0])
-    runs = [("cold", run_search(work, "cold", args, args.concurrent[0], *first))]
+    runs = [("cold", run_search(work, "cold", args, args.concurrent[0], *args.tell_orders[0]))]
     warm = [(level, order) for level in args.concurrent for order in args.tell_orders]
     for seed, (level, order) in enumerate(warm, start=1):
-        runs.append((f"warm-{level}-{order}", run_search(work, f"warm-{level}-{order}", args, level, "--seed",
-                                                         str(seed), "--pool-seed", "0", "--tell-order", order)))
+        label = f"warm-{level}-{order_label(order)}"
+        runs.append((label, run_search(work, label, args, level, "--seed", str(seed), "--pool-seed", "0", *order)))
     print(f"probe preset, task {args.task}, {args.trials} trials, {os.cpu_count()} CPUs; cold: --tell-order "
-          f"{args.tell_orders[0]}")
+          f"{order_label(args.tell_orders[0])}")
     print("| run | at once | wall s | extractions | Tune phase s | trials/min | student fits | fit s | label-method s "
           "| in trial functions | outside fits | outside fits and label methods | no fit running | whole run: no "
-          "extraction or fit running |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "extraction or fit running | slot s per trial beyond the fits |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, m in runs:
         print(f"| {label} | {m['concurrent']} | {m['wall']:.0f} | {m['extractions']} | {m['tune_phase']:.0f} | "
               f"{m['trials_per_min']:.0f} | {m['student_fits']} | {m['fit']:.0f} | {m['labels']:.0f} | "
               f"{m['in_trial']:.2f} | {m['outside_fit']:.2f} | {m['outside_tune']:.2f} | {m['idle_tune']:.2f} | "
-              f"{m['idle_run']:.2f} |")
+              f"{m['idle_run']:.2f} | "
+              f"{(m['tune_phase'] * m['concurrent'] - m['fit'] - m['labels']) / max(1, m['student_fits']):.2f} |")
     cold, warm = runs[0][1], runs[1][1]
     print(f"warm / cold wall (at {cold['concurrent']} at once) = {warm['wall']:.0f} / {cold['wall']:.0f} = "
           f"{warm['wall'] / cold['wall']:.2f}")

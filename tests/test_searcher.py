@@ -134,6 +134,38 @@ def test_index_order_makes_concurrent_suggestions_independent_of_finish_order(tm
     assert len({tuple(sorted(c.items())) for c in runs[0]}) > 2  # past the baselines, TPE explores
 
 
+def test_a_fixed_tell_lag_makes_the_configs_independent_of_the_concurrency(tmp_path):
+    space = load_space(space_file(tmp_path), "classify", task="sst2")
+    n = 14
+    runs = [simulate(make_searcher(space, seed=1, max_concurrent=c, num_samples=n, tell_lag=4), durations(s, n), n)
+            for c, s in ((1, 0), (2, 1), (3, 2), (4, 0))]
+    assert runs[0] == runs[1] == runs[2] == runs[3]
+    lag_is_concurrency = simulate(make_searcher(space, seed=1, max_concurrent=2, num_samples=n), durations(0, n), n)
+    assert lag_is_concurrency != runs[0]  # the lag, not the seed alone, fixes which results TPE saw
+
+
+def test_a_tell_lag_above_the_concurrency_lets_a_free_slot_run_ahead(tmp_path):
+    limiter = make_searcher(load_space(space_file(tmp_path), "classify", task="sst2"), seed=0, max_concurrent=2,
+                            num_samples=6, tell_lag=3)
+    inner = limiter.searcher
+    assert limiter.suggest("a") and limiter.suggest("b")
+    limiter.on_trial_complete("b", {"objective": 0.5, "final": 1})
+    assert limiter.suggest("c")  # trial 2 needs trials 0..-1 ended: "a" may still run
+    limiter.on_trial_complete("c", {"objective": 0.4, "final": 1})
+    assert limiter.suggest("d") is None  # trial 3 needs trial 0 ("a") ended
+    assert inner._ot_study.get_trials(states=(TrialState.COMPLETE,)) == []
+    limiter.on_trial_complete("a", {"objective": 0.2, "final": 1})
+    assert limiter.suggest("d")
+    assert [t.value for t in inner._ot_study.get_trials(states=(TrialState.COMPLETE,))] == [0.2]
+
+
+@pytest.mark.parametrize("order, lag", [("finish", 2), ("index", 0)])
+def test_make_searcher_rejects_a_lag_it_cannot_honour(tmp_path, order, lag):
+    with pytest.raises(ValueError, match="tell_lag"):
+        make_searcher(load_space(space_file(tmp_path), "classify", task="sst2"), seed=0, max_concurrent=2,
+                      tell_order=order, tell_lag=lag)
+
+
 def test_finish_order_depends_on_which_trial_ends_first(tmp_path):
     # the fault the index order removes: the same seed searches other configs when trials end in another order
     space = load_space(space_file(tmp_path), "classify", task="sst2")

@@ -15,6 +15,7 @@ from w2s_ray.cli_common import (
     check_split_sizes,
     positive,
 )
+from w2s_ray.errors import UserError
 from w2s_ray.search.objective import SELECT_MODES
 from w2s_ray.search.presets import PRESETS
 from w2s_ray.search.settings import TELL_ORDERS, SearchSettings
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "exactly their results, so a seed fixes the configs searched at any concurrency; a slot "
                         "may wait for an older trial (default). finish: tell results as trials end, no waiting, "
                         "not reproducible with concurrent trials")
+    s.add_argument("--tell-lag", type=int, default=None,
+                   help="with --tell-order index: sample trial k once trials 0..k-L have ended (default L = "
+                        "--max-concurrent). A fixed L makes the configs a function of the seed and L alone, on any "
+                        "concurrency; L above --max-concurrent lets free slots run ahead of a slow trial, and TPE "
+                        "samples each config from L - 1 fewer results")
     s.add_argument("--asha", action="store_true", help="ASHA early stopping (stopped trials are PRUNED in Optuna)")
     s.add_argument("--asha-grace-epochs", type=float, default=1.0,
                    help="with --asha: epochs before ASHA's first rung, 1/k for a whole k (1, 0.5, 0.25, ...); below 1 "
@@ -114,6 +120,9 @@ def check_search_args(settings: SearchSettings) -> None:
     positive("--cpus-per-worker", settings.cpus_per_worker)
     positive("--gpus-per-worker", settings.gpus_per_worker)
     positive("--reference-budget", settings.reference_budget)
+    positive("--tell-lag", settings.tell_lag)
+    if settings.tell_lag is not None and settings.tell_order != "index":
+        raise UserError("--tell-lag applies only with --tell-order index")
     check_name("--name", settings.name)
     check_dir("--cache-dir", settings.cache_dir)
     check_data_source(settings.data_dir, settings.task)

@@ -60,6 +60,7 @@ class SearchPlan:
     experiment: str
     num_samples: int
     max_concurrent: int  # trials at once
+    tell_lag: int | None  # trial k is sampled once trials 0..k-tell_lag have ended; None: told as they finish
     confirm_seeds: int  # further seeds the baselines and the best are retrained on
     use_gpu: bool  # every training asks for a GPU
     reports_per_epoch: int  # a student's reports to Tune per epoch: 1 / --asha-grace-epochs under --asha
@@ -138,6 +139,7 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
         cache_uri=normalize(settings.cache_dir) if settings.cache_dir else f"{storage.rstrip('/')}/cache",
         tracking_uri=tracking_uri, experiment=settings.experiment or f"w2s-{task.name}",
         num_samples=settings.num_samples or preset.num_samples, max_concurrent=max_concurrent,
+        tell_lag=(settings.tell_lag or max_concurrent) if settings.tell_order == "index" else None,
         confirm_seeds=settings.confirm_seeds if settings.confirm_seeds is not None else preset.confirm_seeds,
         use_gpu=bool(use_gpu if use_gpu is not None else preset.use_gpu), reports_per_epoch=reports_per_epoch,
         student_base=base, reference_base=base.replace(epochs=preset.reference_epochs),
@@ -594,7 +596,7 @@ def make_tuner(plan: SearchPlan, ctx: SearchContext, callbacks: list[Callback]) 
         trainable,
         tune_config=tune.TuneConfig(search_alg=make_searcher(plan.space, plan.settings.seed, plan.max_concurrent,
                                                              ctx.baselines, plan.settings.tell_order,
-                                                             plan.num_samples),
+                                                             plan.num_samples, tell_lag=plan.tell_lag),
                                     scheduler=scheduler, num_samples=plan.num_samples,
                                     max_concurrent_trials=plan.max_concurrent,
                                     # a probe trial is a sub-second fit: keep its process (imports, the
@@ -675,6 +677,7 @@ def _search_params(plan: SearchPlan) -> dict[str, Any]:
     return {"task": plan.task, "preset": plan.preset.name, "space": str(plan.space.path), "weak": plan.weak,
             "strong": plan.strong, "ladder": ",".join(plan.ladder), "num_samples": plan.num_samples,
             "seed": plan.settings.seed, "tell_order": plan.settings.tell_order,
+            "tell_lag": plan.tell_lag,
             "select_on": plan.settings.select_on, "val_labels": plan.settings.val_labels,
             "sizes": json.dumps(to_dict(plan.data_cfg.sizes)), "min_gap": plan.settings.min_gap,
             "gap_z": plan.settings.gap_z, **{f"budget.{role}": n for role, n in plan.budgets.items()},

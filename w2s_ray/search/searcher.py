@@ -23,8 +23,10 @@ class W2SOptunaSearch(OptunaSearch):
     searches other configs. With ``tell_lag = c`` (the concurrency), trial k is sampled only
     once trials 0..k-c have ended, with exactly those results told: later results are held back
     until no suggestion still to come may ignore them. A slot may then wait for an older trial
-    (at most c - 1 trials stay in flight behind it). ``tell_lag = None`` tells each result as it
-    arrives (Tune's default: no waiting, not reproducible under concurrency). The searcher's
+    (at most c - 1 trials stay in flight behind it). A lag above the concurrency lets free slots
+    run ahead of a slow trial, and makes the configs independent of the concurrency.
+    ``tell_lag = None`` tells each result as it arrives (Tune's default: no waiting, not
+    reproducible under concurrency). The searcher's
     whole state is pickled by ``OptunaSearch.save``, so the order survives ``--resume``.
     """
 
@@ -76,16 +78,19 @@ class W2SOptunaSearch(OptunaSearch):
 
 def make_searcher(space: SearchSpace, seed: int, max_concurrent: int,
                   points: list[dict] | None = None, tell_order: str = "index",
-                  num_samples: int | None = None) -> ConcurrencyLimiter:
+                  num_samples: int | None = None, tell_lag: int | None = None) -> ConcurrencyLimiter:
     """Seeded TPE over a define-by-run space, baseline points (default: the space's) first, concurrency-limited.
 
-    ``tell_order="index"`` makes the configs sampled a function of the seed under any concurrency
-    (see ``W2SOptunaSearch``); ``"finish"`` tells results as trials end.
+    ``tell_order="index"`` makes the configs sampled a function of the seed and ``tell_lag``
+    (default: ``max_concurrent``) alone, see ``W2SOptunaSearch``; ``"finish"`` tells results as
+    trials end.
     """
     import optuna
 
     if tell_order not in TELL_ORDERS:
         raise ValueError(f"tell_order must be one of {TELL_ORDERS}, not {tell_order!r}")
+    if tell_lag is not None and (tell_order != "index" or tell_lag < 1):
+        raise ValueError(f"tell_lag is a positive int with tell_order='index', not {tell_lag!r} with {tell_order!r}")
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, len(space.baseline)))
     searcher = W2SOptunaSearch(
         space=space.define_by_run,
@@ -93,7 +98,7 @@ def make_searcher(space: SearchSpace, seed: int, max_concurrent: int,
         mode="max",
         sampler=sampler,
         points_to_evaluate=points if points is not None else space.points_to_evaluate(),
-        tell_lag=max_concurrent if tell_order == "index" else None,
+        tell_lag=(tell_lag or max_concurrent) if tell_order == "index" else None,
         num_samples=num_samples,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)

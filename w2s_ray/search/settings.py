@@ -37,6 +37,7 @@ class SearchSettings:
     reference_budget: int | None
     max_concurrent: int | None
     tell_order: str
+    tell_lag: int | None
     asha: bool
     asha_grace_epochs: float
     select_on: str
