@@ -43,6 +43,8 @@ class TreeSampler:
         self.root = psutil.Process(pid)
         self.interval = interval
         self.seen: dict[tuple[int, float], tuple[float, int]] = {}
+        self.names: dict[tuple[int, float], str] = {}  # each process's latest title (Ray workers retitle)
+        self.history: dict[tuple[int, float], list[tuple[float, int]]] = {}  # (time, bytes written so far)
         self.series: list[tuple[float, int]] = []  # (time, bytes written so far)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -59,7 +61,10 @@ class TreeSampler:
                     with proc.oneshot():
                         cpu = proc.cpu_times()
                         io = proc.io_counters()
-                        self.seen[(proc.pid, proc.create_time())] = (cpu.user + cpu.system, io.write_bytes)
+                        key = (proc.pid, proc.create_time())
+                        self.seen[key] = (cpu.user + cpu.system, io.write_bytes)
+                        self.names[key] = process_kind(proc)
+                        self.history.setdefault(key, []).append((time.time(), io.write_bytes))
                 except psutil.Error:
                     continue
             self.series.append((time.time(), self.written()))
@@ -75,9 +80,28 @@ class TreeSampler:
         before = [w for s, w in self.series if s <= t]
         return before[-1] if before else 0
 
+    def written_by_kind_after(self, t: float) -> dict[str, int]:
+        """Bytes each kind of process wrote after time t, largest first."""
+        out: dict[str, int] = {}
+        for key, series in self.history.items():
+            before = [w for s, w in series if s <= t]
+            grown = series[-1][1] - (before[-1] if before else 0)
+            out[self.names[key]] = out.get(self.names[key], 0) + grown
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def process_kind(proc: psutil.Process) -> str:
+    """A process's role: the Ray actor or task title, the w2s_ray module, or the executable's name."""
+    cmd = proc.cmdline()
+    if cmd and cmd[0].startswith("ray::"):  # Ray rewrites a worker's argv to its current actor or task
+        return cmd[0].split()[0].split(".")[0].split("(")[0]
+    if "-m" in cmd[:-1]:
+        return cmd[cmd.index("-m") + 1]
+    return proc.name()
 
 
 def union_seconds(intervals: list[tuple[float, float]]) -> float:
@@ -156,6 +180,8 @@ def main() -> None:
     if weights:
         print(f"student weights {gb(weights)}; written by the search {gb(written)} = {written / weights:.2f}x; "
               f"per trial (after the shared stages, {students} students) {gb(per_trial)} = {per_trial / weights:.2f}x")
+        print("written per trial after the shared stages, by process: " + ", ".join(
+            f"{kind} {gb(n / max(1, students))}" for kind, n in sampler.written_by_kind_after(shared_end).items() if n))
     left = {"train_runs": du(work / "runs" / f"{args.task}-{args.preset}-s0" / "train_runs"),
             "tune trials": du(work / "runs") - du(work / "runs" / f"{args.task}-{args.preset}-s0" / "train_runs"),
             "stage cache": du(work / "cache"), "mlflow artifacts": du(work / "mlartifacts") + du(work / "mlruns")}

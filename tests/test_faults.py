@@ -157,11 +157,11 @@ def test_killed_driver_resumes_without_retraining(cluster, fault_dir, tmp_path, 
 
 @pytest.mark.ray
 def test_lost_worker_node_its_trial_is_rescheduled_on_the_head(cluster, fault_dir, tmp_path, data_dir,
-                                                                model_cache):
+                                                                model_cache, tiny_shared_stages):
     # Each Train worker takes 1.5 of a node's 2 CPUs, so two concurrent students run one per node.
     # The one on the doomed node hangs after its first checkpoint; then its raylet is SIGKILLed.
-    # (this search trains its own references under Ray Train, as a user's search would, before
-    # the two students start)
+    # (the references come from the shared cache: the fault is about the students)
+    copy_shared_stages(tiny_shared_stages, tmp_path / "runs")
     node = cluster.add_node(num_cpus=2, resources='{"w2s_doomed": 1}')
     flag = arm(fault_dir, "worker.student.after_epoch_1", "hang", only_on_node_with="w2s_doomed")
     cmd = search_cmd(tmp_path, data_dir, cluster, "--max-concurrent", "2", "--cpus-per-worker", "1.5")
@@ -194,7 +194,7 @@ def test_lost_worker_node_its_trial_is_rescheduled_on_the_head(cluster, fault_di
     assert len(resumed) == 1, {k: m["resumed_from_step"] for k, m in students.items()}
     assert resumed[0]["resumed_from_step"] == resumed[0]["history"][0]["step"]
     counts = Counter((t["stage"], t["key"]) for t in cache.trainings())
-    assert set(counts.values()) == {1} and Counter(s for s, _ in counts)["student"] == TRIALS
+    assert set(counts.values()) == {1} and Counter(s for s, _ in counts) == {"weak": 1, "ceiling": 1, "student": TRIALS}
     assert_one_parent_one_child_per_trial(tmp_path, trials)
 
 

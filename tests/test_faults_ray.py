@@ -191,9 +191,9 @@ def stage_metrics(search: Search, stage: str) -> dict:
 # ----- Train workers killed: one during a shared stage, one during a trial's student -------------
 @pytest.mark.ray
 def test_killed_train_workers_resume_from_their_checkpoints(cluster, fault_dir, tmp_path, data_dir, model_cache):
-    """One search, two faults: the ceiling's Train worker and then one student's Train worker are
+    """One search, two faults: the ceiling's Train worker and then the student's Train worker are
     each SIGKILLed after their first epoch's checkpoint (each flag fires once)."""
-    search = Search(tmp_path, data_dir, cluster, fault_dir, "tiny", trials=2, launcher=TWO_REFERENCE_EPOCHS)
+    search = Search(tmp_path, data_dir, cluster, fault_dir, "tiny", trials=1, launcher=TWO_REFERENCE_EPOCHS)
     flags = [arm(fault_dir, "worker.ceiling.after_epoch_1", "kill"), arm(fault_dir, "worker.student.after_epoch_1",
                                                                          "kill")]
     proc = search.run()
@@ -206,17 +206,14 @@ def test_killed_train_workers_resume_from_their_checkpoints(cluster, fault_dir, 
     assert stage_metrics(search, "weak")["resumed_from_step"] == 0
     assert ceiling["steps"] == stage_metrics(search, "weak")["steps"]  # same data and epochs: no step redone
 
-    students = {key: json.loads((search.cache.get("student", key) / "metrics.json").read_text())
-                for key in search.trials_frame()["student_key"]}
-    resumed = {k: m for k, m in students.items() if m["resumed_from_step"] > 0}
-    assert len(resumed) == 1, {k: m["resumed_from_step"] for k, m in students.items()}
-    (key, killed), = resumed.items()
+    killed = stage_metrics(search, "student")
     # restored after epoch 1: the step counter continued from epoch 1's last step, not from 0
-    assert killed["resumed_from_step"] == killed["history"][0]["step"] and killed["steps"] > killed["resumed_from_step"]
+    assert killed["resumed_from_step"] == killed["history"][0]["step"] > 0
+    assert killed["steps"] > killed["resumed_from_step"]
     assert len(killed["history"]) == 2  # epoch 1 (restored) + epoch 2, not 1 + 1 + 2
-    untouched = next(m for k, m in students.items() if k != key)
-    assert killed["steps"] == untouched["steps"]  # the same data and epochs: as many steps as uninterrupted
-    assert trained_once(search) == {"weak": 1, "ceiling": 1, "student": 2}
+    # B is as large as A, and the student trains as many epochs as the uninterrupted weak model
+    assert killed["steps"] == stage_metrics(search, "weak")["steps"]
+    assert trained_once(search) == {"weak": 1, "ceiling": 1, "student": 1}
     one_parent_one_finished_child_per_trial(search)
 
 
@@ -314,7 +311,7 @@ def test_tracking_server_stopped_mid_search_is_replayed_on_resume(cluster, fault
         search = Search(tmp_path, data_dir, cluster, fault_dir, "tiny-probe", trials=2,
                         tracking_uri=f"http://127.0.0.1:{port}")
         flag = arm(fault_dir, "driver.after_trials_1", "pause")  # the first trial is complete and logged
-        proc = search.start()
+        proc = search.start("--mlflow-flush-timeout-s", "2")  # give up on the dead server quickly
         wait_fired(flag, proc)
         stop_process_group(server)  # the real server process is gone for the rest of this run
         fired_path(flag).unlink()  # let the driver go on

@@ -222,9 +222,10 @@ def _artifact_files(client, run_id: str, path: str | None = None) -> list[str]:
     return out
 
 
-@pytest.fixture(params=["embedded", "sqlite", "postgres"])
+@pytest.fixture(params=["embedded", "postgres"])
 def tracking(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """(backend, tracking URI): the embedded sqlite default, or a real server on sqlite/PostgreSQL."""
+    """(backend, tracking URI): the embedded sqlite default, or a real server on PostgreSQL (a server
+    on sqlite runs a search in ``tests/test_faults_ray.py``'s tracking-outage test)."""
     if request.param == "embedded":
         return "embedded", default_tracking_uri(tmp_path / "work")
     server: MlflowServer = request.getfixturevalue(f"mlflow_{request.param}_server")

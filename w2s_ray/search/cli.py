@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     o.add_argument("--experiment", default=None, help="MLflow experiment (default: w2s-<task>)")
+    o.add_argument("--mlflow-flush-timeout-s", type=float, default=30.0,
+                   help="when the search ends, how long each final flush retries MLflow writes an unreachable "
+                        "tracking server refused; what is left is written to mlflow_unlogged.json and replayed "
+                        "by --resume (default 30)")
     o.add_argument("--checkpoints", choices=["all", "best", "none"], default="best",
                    help="student checkpoints logged to MLflow (a pointer to the stage cache and a "
                         "w2s.checkpoint_uri tag: the weights are stored once, in the cache)")

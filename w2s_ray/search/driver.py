@@ -107,6 +107,7 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
     positive("--confirm-seeds", settings.confirm_seeds, allow_zero=True)
     positive("--max-failures", settings.max_failures, allow_zero=True)
     positive("--checkpoint-interval-s", settings.checkpoint_interval_s, allow_zero=True)
+    positive("--mlflow-flush-timeout-s", settings.mlflow_flush_timeout_s, allow_zero=True)
     reports_per_epoch = asha_reports_per_epoch(settings)
     space_path = Path(settings.space) if settings.space else preset_space_path(preset, task.name, task.kind)
     space = load_space(space_path, kind=task.kind, task=task.name)
@@ -633,7 +634,8 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
                                                        plan.settings.max_failures, checkpoint_interval_s=interval))
         _log_stages(tracker, shared, plan.cache_uri)
         ctx = search_context(plan, shared, scaling)
-        callback = tracker.callback(checkpoints=plan.settings.checkpoints)
+        callback = tracker.callback(checkpoints=plan.settings.checkpoints,
+                                    flush_timeout_s=plan.settings.mlflow_flush_timeout_s)
         from w2s_ray.search.fault_hooks import fault_callbacks  # test hooks only when W2S_FAULT_DIR is set
         grid = make_tuner(plan, ctx, [callback, *fault_callbacks()]).fit()
         _mark_orphans(tracker, grid)
@@ -650,7 +652,7 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
             artifacts["plots"] = plots
         tracker.tag_weights(callback, pruned.trial_keys, pruned.kept, pruned.pruned, plan.cache_uri)
         unlogged = tracker.finish(summary=summary["final_metrics"], best_config=summary["best_config"],
-                                  artifacts=artifacts)
+                                  artifacts=artifacts, flush_timeout_s=plan.settings.mlflow_flush_timeout_s)
         if not unlogged.ok:
             print(f"warning: some MLflow writes could not be made; see {tracker.unlogged_path}")
         return summary

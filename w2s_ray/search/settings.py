@@ -53,6 +53,7 @@ class SearchSettings:
     resume: bool
     tracking_uri: str | None
     experiment: str | None
+    mlflow_flush_timeout_s: float
     checkpoints: str
     keep_top_k: int
     # Ray

@@ -230,14 +230,14 @@ class SearchTracker:
             self.client.set_tags(parent_run, parent)
 
     # ----- trial callback ----------------------------------------------------------------------
-    def callback(self, checkpoints: str = "best") -> MLflowTrialCallback:
+    def callback(self, checkpoints: str = "best", flush_timeout_s: float = 30.0) -> MLflowTrialCallback:
         """A Tune callback that logs each trial as a child run of this search."""
         from w2s_ray.tracking.callback import MLflowTrialCallback
 
         experiment, parent = self._require_started()
         return MLflowTrialCallback(
             self.tracking_uri, experiment, parent, dict(self.stage_run_ids),
-            checkpoints=checkpoints, unlogged_path=self.unlogged_path,
+            checkpoints=checkpoints, unlogged_path=self.unlogged_path, flush_timeout_s=flush_timeout_s,
         )
 
     # ----- internals ---------------------------------------------------------------------------
