@@ -26,8 +26,8 @@ class W2SOptunaSearch(OptunaSearch):
     (at most c - 1 trials stay in flight behind it). A lag above the concurrency lets free slots
     run ahead of a slow trial, and makes the configs independent of the concurrency.
     ``tell_lag = None`` tells each result as it arrives (Tune's default: no waiting, not
-    reproducible under concurrency). The searcher's
-    whole state is pickled by ``OptunaSearch.save``, so the order survives ``--resume``.
+    reproducible under concurrency). The searcher's whole state is pickled by
+    ``OptunaSearch.save``, so the order survives ``--resume``.
     """
 
     # class defaults: a searcher pickled before tell orders existed restores as "finish"
