@@ -20,7 +20,7 @@ from w2s_ray.pipeline.cache import StageCache
 from w2s_ray.pipeline.crossfit import DEFAULT_FOLDS
 from w2s_ray.pipeline.data import PreparedData, prepare_data
 from w2s_ray.search.presets import Preset, get_preset
-from w2s_ray.search.settings import SearchSettings
+from w2s_ray.search.settings import SearchSettings, resolve_tell_lag
 from w2s_ray.search.space import SearchSpace, default_space_path, load_space
 from w2s_ray.search.storage import check_writable, is_remote, normalize
 from w2s_ray.train.executor import Executor, ScalingSpec
@@ -140,7 +140,7 @@ def plan_search(settings: SearchSettings) -> SearchPlan:
         cache_uri=normalize(settings.cache_dir) if settings.cache_dir else f"{storage.rstrip('/')}/cache",
         tracking_uri=tracking_uri, experiment=settings.experiment or f"w2s-{task.name}",
         num_samples=settings.num_samples or preset.num_samples, max_concurrent=max_concurrent,
-        tell_lag=(settings.tell_lag or max_concurrent) if settings.tell_order == "index" else None,
+        tell_lag=resolve_tell_lag(settings.tell_order, settings.tell_lag, max_concurrent),
         confirm_seeds=settings.confirm_seeds if settings.confirm_seeds is not None else preset.confirm_seeds,
         use_gpu=bool(use_gpu if use_gpu is not None else preset.use_gpu), reports_per_epoch=reports_per_epoch,
         student_base=base, reference_base=base.replace(epochs=preset.reference_epochs),

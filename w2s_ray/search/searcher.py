@@ -7,7 +7,7 @@ from typing import Any
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from w2s_ray.search.settings import TELL_ORDERS
+from w2s_ray.search.settings import resolve_tell_lag
 from w2s_ray.search.space import SearchSpace
 
 
@@ -87,10 +87,7 @@ def make_searcher(space: SearchSpace, seed: int, max_concurrent: int,
     """
     import optuna
 
-    if tell_order not in TELL_ORDERS:
-        raise ValueError(f"tell_order must be one of {TELL_ORDERS}, not {tell_order!r}")
-    if tell_lag is not None and (tell_order != "index" or tell_lag < 1):
-        raise ValueError(f"tell_lag is a positive int with tell_order='index', not {tell_lag!r} with {tell_order!r}")
+    lag = resolve_tell_lag(tell_order, tell_lag, max_concurrent)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, len(space.baseline)))
     searcher = W2SOptunaSearch(
         space=space.define_by_run,
@@ -98,7 +95,7 @@ def make_searcher(space: SearchSpace, seed: int, max_concurrent: int,
         mode="max",
         sampler=sampler,
         points_to_evaluate=points if points is not None else space.points_to_evaluate(),
-        tell_lag=(tell_lag or max_concurrent) if tell_order == "index" else None,
+        tell_lag=lag,
         num_samples=num_samples,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)

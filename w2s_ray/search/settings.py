@@ -13,6 +13,16 @@ from dataclasses import dataclass, fields
 TELL_ORDERS = ("index", "finish")  # when TPE learns a trial's result: see search.searcher.W2SOptunaSearch
 
 
+def resolve_tell_lag(tell_order: str, tell_lag: int | None, max_concurrent: int) -> int | None:
+    """The lag the searcher holds results back by: ``tell_lag`` or, by default, the concurrency;
+    ``None`` (tell as trials finish) under ``tell_order="finish"``."""
+    if tell_order not in TELL_ORDERS:
+        raise ValueError(f"tell_order must be one of {TELL_ORDERS}, not {tell_order!r}")
+    if tell_lag is not None and (tell_order != "index" or tell_lag < 1):
+        raise ValueError(f"tell_lag is a positive int with tell_order='index', not {tell_lag!r} with {tell_order!r}")
+    return (tell_lag or max_concurrent) if tell_order == "index" else None
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """What the user asked for; ``plan_search`` resolves what they left open into the plan."""
